@@ -1,0 +1,118 @@
+"""The objects of the model (tables) and the procedures several actions share.
+
+Reference counting follows the kernel: a dma-buf *is* a ``struct file``, and
+its references are the file's.  ``dma_buf_export`` creates the file with one
+reference owned by the exporter; ``dma_buf_fd`` moves that reference into an
+fd without taking a new one; ``dma_buf_get``/``get_dma_buf``, ``dup``,
+``fork`` and ``mmap`` take one each; ``dma_buf_put``, ``close``, ``munmap`` and
+process exit drop one.  When the count reaches zero the buffer is released.
+The model splits the count by holder only as far as the kernel does:
+``refs - fds - mmaps`` is what kernel code holds.
+"""
+
+from __future__ import annotations
+
+from spec import rules as R
+from spec.lang import (
+    Call, Const, Create, Exists, FieldDecl, Get, If, Local, Procedure, Require, Table, Update, all_of, dec, eq,
+    inc, obj,
+)
+
+F = FieldDecl
+
+TABLES: tuple[Table, ...] = (
+    Table("buffer", (
+        F("live", True),
+        F("refs", 1, "all references: the struct file's count"),
+        F("fds", 0, "file descriptors, in all processes, that refer to it"),
+        F("mmaps", 0, "userspace mappings (each vma holds a file reference)"),
+        F("size", 0, "size in bytes; 0 when the trace did not say"),
+        F("resv", "", "handle of its reservation object"),
+        F("exp_name", ""),
+        F("attachments", 0, "live attachments"),
+        F("vmap_count", 0, "the core's vmapping_counter"),
+        F("vmap_ptr", "", "the address every vmap of it returns"),
+        F("cpu_open", 0, "open begin_cpu_access() brackets, any direction"),
+    ), "a struct dma_buf", dead_rule=R.REF_USE_AFTER_RELEASE),
+    Table("fd", (
+        F("live", True), F("buffer", ""), F("cloexec", False),
+    ), "a file descriptor for a dma-buf, keyed (pid, fd)"),
+    Table("vma", (
+        F("live", True), F("buffer", ""), F("length", 0),
+    ), "a userspace mapping of a dma-buf, keyed (pid, address)"),
+    Table("attachment", (
+        F("live", True), F("buffer", ""), F("dynamic", False), F("maps", 0, "live mappings"),
+        F("pins", 0), F("dev", ""),
+    ), "a struct dma_buf_attachment", dead_rule=R.ATT_USE_AFTER_DETACH),
+    Table("mapping", (
+        F("live", True), F("attachment", ""), F("direction", 0),
+        F("refs", 1, "maps returning this sg_table (the core's cached mapping before 6.15)"),
+    ), "an sg_table returned by dma_buf_map_attachment()", dead_rule=R.MAP_DOUBLE_UNMAP),
+    Table("cpu_access", (
+        F("live", True), F("open", 0),
+    ), "open begin_cpu_access() brackets, keyed (buffer, direction)"),
+    Table("cpu_failed", (
+        F("live", True), F("failed", False),
+    ), "whether the last begin_cpu_access() by a thread failed, keyed (buffer, tid)"),
+    Table("kmap", (
+        F("live", True), F("count", 0), F("atomic", 0),
+    ), "kmapped pages of a buffer, keyed (buffer, page)"),
+    Table("task", (
+        F("live", True), F("kmap_atomic", 0, "kmap_atomic mappings held"),
+    ), "a thread, keyed by tid"),
+    Table("sync", (
+        F("live", True), F("open", 0, "SYNC START not yet ended"), F("flags", 0, "read/write flags of the START"),
+        F("retry", 0, "flags of an interrupted SYNC that must be restarted"),
+    ), "a process's DMA_BUF_IOCTL_SYNC state for a buffer, keyed (pid, buffer)"),
+    Table("rfc_access", (
+        F("live", True), F("open", 0),
+    ), "a process's RFC PREPARE_ACCESS brackets, keyed (pid, buffer)"),
+    Table("resv", (
+        F("live", True), F("holder", 0, "tid holding the lock, 0 when free"),
+        F("reserved", 0, "fence slots reserved in this lock hold"),
+    ), "a struct dma_resv (reservation object)"),
+    Table("fence", (
+        F("live", True), F("context", 0), F("seqno", 0), F("signaled", False),
+    ), "a struct dma_fence"),
+    Table("fence_context", (
+        F("live", True), F("last_seqno", -1),
+    ), "a fence context (timeline), keyed by its number"),
+)
+
+
+# -- procedures ----------------------------------------------------------------------
+
+_B = Local("b")
+_FD = Local("fdkey")
+_VMA = Local("vkey")
+
+DROP_REF = Procedure("drop_ref", ("b",), (
+    dec("buffer", _B, "refs"),
+    If(eq(Get("buffer", _B, "refs"), 0), (
+        Require(R.REF_RELEASE_VMAPPED, eq(Get("buffer", _B, "vmap_count"), 0), (obj("buffer", _B),)),
+        Require(R.REF_RELEASE_ATTACHED, eq(Get("buffer", _B, "attachments"), 0), (obj("buffer", _B),)),
+        Update("buffer", _B, "live", Const(False)),
+    )),
+))
+
+CLOSE_FD = Procedure("close_fd", ("fdkey",), (
+    Update("fd", _FD, "live", Const(False)),
+    dec("buffer", Get("fd", _FD, "buffer"), "fds"),
+    Call("drop_ref", (("b", Get("fd", _FD, "buffer")),)),
+))
+
+UNMAP_VMA = Procedure("unmap_vma", ("vkey",), (
+    Update("vma", _VMA, "live", Const(False)),
+    dec("buffer", Get("vma", _VMA, "buffer"), "mmaps"),
+    Call("drop_ref", (("b", Get("vma", _VMA, "buffer")),)),
+))
+
+# A new fd for buffer b; dup2()/dup3() onto an open fd close that fd first.
+INSTALL_FD = Procedure("install_fd", ("fdkey", "b", "cloexec"), (
+    If(all_of(Exists("fd", _FD), Get("fd", _FD, "live")), (Call("close_fd", (("fdkey", _FD),)),)),
+    Create("fd", _FD, (("buffer", _B), ("cloexec", Local("cloexec")))),
+    inc("buffer", _B, "fds"),
+    inc("buffer", _B, "refs"),
+))
+
+PROCEDURES: tuple[Procedure, ...] = (DROP_REF, CLOSE_FD, UNMAP_VMA, INSTALL_FD)
