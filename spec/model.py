@@ -107,12 +107,13 @@ UNMAP_VMA = Procedure("unmap_vma", ("vkey",), (
     Call("drop_ref", (("b", Get("vma", _VMA, "buffer")),)),
 ))
 
-# A new fd for buffer b; dup2()/dup3() onto an open fd close that fd first.
+# A new fd for buffer b; dup2()/dup3() onto an open fd close that fd first.  It
+# takes no reference: dma_buf_fd() installs the caller's, and the callers that
+# take one (dup, fork, receiving an fd) say so.
 INSTALL_FD = Procedure("install_fd", ("fdkey", "b", "cloexec"), (
     If(all_of(Exists("fd", _FD), Get("fd", _FD, "live")), (Call("close_fd", (("fdkey", _FD),)),)),
     Create("fd", _FD, (("buffer", _B), ("cloexec", Local("cloexec")))),
     inc("buffer", _B, "fds"),
-    inc("buffer", _B, "refs"),
 ))
 
 PROCEDURES: tuple[Procedure, ...] = (DROP_REF, CLOSE_FD, UNMAP_VMA, INSTALL_FD)

@@ -1,0 +1,94 @@
+"""Checking a trace file: the one entry point the CLI, tests and benchmarks use.
+
+>>> from checker.api import check_file
+>>> result = check_file("traces/ok/v4l2-capture-imports-gpu-buffer.jsonl")
+>>> result.findings, result.inconclusive
+([], False)
+"""
+
+from __future__ import annotations
+
+import io
+from typing import IO, Callable, Literal
+
+from checker.core import InputError, Result
+from checker.engines.interpreter import Interpreter
+from checker.engines.runtime import CompiledExecutor
+from checker.trace import Header, is_header, iter_lines, load_line, open_binary, parse_header
+from spec import profile as find_profile
+
+Engine = Literal["compiled", "interpreter"]
+
+
+def read_header(stream: IO[bytes], file: str) -> tuple[Header | None, bytes, int]:
+    """The header (if the first non-blank line is one), the bytes read past it, and lines consumed."""
+    consumed = 0
+    while True:
+        raw = stream.readline()
+        if not raw:
+            if consumed == 0:
+                raise InputError(file, 0, "empty file: expected JSON Lines, one event per line")
+            raise InputError(file, 0, "no events: the file has only blank lines")
+        consumed += 1
+        if raw.strip():
+            break
+    try:
+        obj = load_line(raw.rstrip(b"\r\n"), file, consumed)
+    except InputError:
+        return None, raw, consumed - 1
+    if is_header(obj):
+        return parse_header(obj, file), b"", consumed
+    return None, raw, consumed - 1
+
+
+def check_stream(stream: IO[bytes], file: str, *, profile: str | None = None, engine: Engine = "compiled",
+                 keep_going: bool = False, check_leaks: bool = True, unobserved: frozenset[str] = frozenset(),
+                 progress: Callable[[int], None] | None = None) -> Result:
+    """Check one trace read from ``stream``; ``profile`` overrides the header's."""
+    header, pending, consumed = read_header(stream, file)
+    name = profile or (header.profile if header else None) or "latest"
+    try:
+        prof = find_profile(name)
+    except ValueError as e:
+        raise InputError(file, 0, str(e)) from None
+    hidden = unobserved | (header.unobserved if header else frozenset())
+    leaks = check_leaks and not (header.partial if header else False)
+    if engine == "interpreter":
+        it = Interpreter(prof, file, unobserved=hidden, check_leaks=leaks)
+        lines = iter_lines(io.BufferedReader(_Prefixed(pending, stream)))  # type: ignore[arg-type]
+        it.feed_lines(((n + consumed, raw) for n, raw in lines), keep_going=keep_going)
+        return it.finish()
+    ex = CompiledExecutor(prof, file, unobserved=hidden, check_leaks=leaks)
+    ex.run(stream, first_line=consumed, keep_going=keep_going, prefix=pending, progress=progress)
+    return ex.finish()
+
+
+def check_file(path: str, **options: object) -> Result:
+    """Check the trace at ``path`` (``-`` for stdin; gzip is recognised)."""
+    try:
+        stream = open_binary(path)
+    except OSError as e:
+        raise InputError(path, 0, f"cannot read: {e.strerror}") from None
+    with stream:
+        return check_stream(stream, path, **options)  # type: ignore[arg-type]
+
+
+class _Prefixed(io.RawIOBase):
+    """A raw stream that yields ``prefix`` and then the rest of ``stream``."""
+
+    def __init__(self, prefix: bytes, stream: IO[bytes]) -> None:
+        self.prefix = prefix
+        self.stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self.prefix:
+            n = min(len(buffer), len(self.prefix))
+            buffer[:n] = self.prefix[:n]
+            self.prefix = self.prefix[n:]
+            return n
+        data = self.stream.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)

@@ -1,0 +1,97 @@
+"""The records every engine produces and every reporter renders.
+
+A ``Finding`` is one broken rule at one event, with the state of the objects
+involved.  A ``Result`` is what checking one trace gives: findings, what was
+withheld because the trace cannot prove it, what was not about dma-buf, and
+the gaps.  ``InputError`` is bad input, with file and line.  Nothing here
+prints.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from spec.lang import Value
+
+# How many released objects per table each engine remembers, so that a use
+# after release is recognised; older tombstones are forgotten (a later use of
+# such a handle is an unknown object, never a false finding).
+TOMBSTONES_PER_TABLE = 1 << 16
+
+
+class InputError(Exception):
+    """Bad input: the file, the line (0 for the file as a whole) and what was expected."""
+
+    def __init__(self, file: str, line: int, message: str) -> None:
+        super().__init__(f"{file}:{line}: {message}" if line else f"{file}: {message}")
+        self.file = file
+        self.line = line
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ObjectState:
+    """An object a finding is about, as the model had it when the rule broke."""
+
+    table: str
+    key: Value
+    present: bool
+    fields: tuple[tuple[str, Value], ...]
+    born: int  # line of the event that created it (0: not in the trace)
+    last: int  # line of the last event that changed it
+    uncertain: bool
+
+    def describe(self) -> str:
+        state = ", ".join(f"{k}={_show(v)}" for k, v in self.fields if k != "live")
+        if not self.present:
+            return f"{self.table} {_show(self.key)}: never seen in the trace"
+        alive = "live" if dict(self.fields).get("live", True) else "released"
+        return f"{self.table} {_show(self.key)} ({alive}): {state}"
+
+
+def _show(v: Value) -> str:
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_show(x) for x in v) + ")"
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    line: int  # the event at which the rule broke (the last line + 1 for end-of-trace obligations)
+    op: str
+    tid: int | None
+    objects: tuple[ObjectState, ...]
+
+    @property
+    def related_lines(self) -> tuple[int, ...]:
+        """Lines of the events that made the objects what they are, in trace order."""
+        lines = {o.born for o in self.objects if o.born} | {o.last for o in self.objects if o.last}
+        lines.discard(self.line)
+        return tuple(sorted(lines))
+
+    def key(self) -> tuple[str, int, tuple[tuple[str, Value], ...]]:
+        """What two engines must agree on."""
+        return (self.rule, self.line, tuple((o.table, o.key) for o in self.objects))
+
+
+@dataclass
+class Result:
+    """The outcome of checking one trace."""
+
+    file: str
+    profile: str
+    events: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    withheld: Counter[str] = field(default_factory=Counter)  # rule -> findings not reported
+    ignored: Counter[str] = field(default_factory=Counter)  # reason -> events not about dma-buf
+    gaps: list[int] = field(default_factory=list)  # lines of lost-event markers
+    reused: int = 0  # handles returned while the model had them live (a missed release)
+    errors: list[InputError] = field(default_factory=list)
+    narrowed: dict[str, tuple[str, ...]] = field(default_factory=dict)  # rule -> unobserved ops it needs
+    leaks_checked: bool = True
+
+    @property
+    def inconclusive(self) -> bool:
+        return bool(self.withheld) or bool(self.errors)

@@ -1,0 +1,253 @@
+"""The compiled executor: runs generated handlers over a stream of JSON Lines.
+
+The input is read in 1 MiB blocks, cut at the last newline, and each block is
+decoded by msgspec into typed event structs in one call; the generated
+handler of each event's op then updates the state.  Memory stays flat: one
+block of events at a time, plus the model's live objects and a bounded number
+of tombstones.  Whenever a block does not decode cleanly (bad input, blank
+lines), it is redone line by line, and bad lines get the same message the
+interpreter gives (``checker.trace.validate``).
+
+Example
+-------
+>>> import io
+>>> from checker.engines.runtime import CompiledExecutor
+>>> from spec import profile
+>>> data = (b'{"op":"dma_buf_export","tid":1,"args":{},"ret":"b1"}\\n'
+...         b'{"op":"dma_buf_put","tid":1,"args":{"dmabuf":"b1"}}\\n'
+...         b'{"op":"dma_buf_put","tid":1,"args":{"dmabuf":"b1"}}\\n')
+>>> ex = CompiledExecutor(profile("latest"), "example")
+>>> ex.run(io.BytesIO(data))
+>>> [(f.rule, f.line) for f in ex.finish().findings]
+[('REF-USE-AFTER-RELEASE', 3)]
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import sys
+import types
+from collections import deque
+from typing import IO, Any, Callable
+
+import msgspec
+
+from checker.core import TOMBSTONES_PER_TABLE, Finding, InputError, ObjectState, Result
+from checker.trace import event_ret, load_line, select, validate
+from spec import SPEC
+from spec import kernel as K
+from spec.analysis import narrowed_rules
+from spec.kernel import is_err_ptr
+from spec.lang import Profile, Value
+from spec.profiles import PROFILES
+from spec.values import FCNTL_NAMES, handle
+
+__all__ = ["ACCESS", "BAD", "DIRS", "ERRPTR_PREFIXES", "WHENCES", "Bad", "CompiledExecutor", "handle", "is_err_ptr",
+           "norm_fcntl", "norm_ioctl"]
+
+DIRS: dict[Any, int] = dict(K.DIRECTIONS)
+WHENCES: dict[Any, int] = dict(K.WHENCES)
+ACCESS: dict[Any, int] = dict(K.ACCESS_NAMES)
+ERRPTR_PREFIXES = ("0x", "-")
+BAD = object()
+BLOCK = 1 << 20
+_FCNTL_BY_NAME = {v: k for k, v in FCNTL_NAMES.items()}
+
+
+class Bad(Exception):
+    """A value the fast path cannot take; the line is re-validated for the message."""
+
+
+def norm_ioctl(value: int | str) -> str:
+    if isinstance(value, str) and not value.startswith("0x"):
+        return K.IOCTL_ALIASES.get(value, value)
+    try:
+        number = int(value, 16) if isinstance(value, str) else value
+    except ValueError:
+        raise Bad from None
+    return K.IOCTL_NAMES.get(number, hex(number))
+
+
+def norm_fcntl(value: int | str) -> str:
+    if isinstance(value, str):
+        if value not in _FCNTL_BY_NAME:
+            raise Bad
+        return value
+    return FCNTL_NAMES.get(value, f"F_{value}")
+
+
+_MODULES: dict[tuple[str, tuple[int, int], frozenset[str]], types.ModuleType] = {}
+
+
+def load_module(profile: Profile) -> types.ModuleType:
+    """The generated module for ``profile``: checked in for named profiles, else generated now."""
+    key = (profile.name, profile.version, profile.features)
+    if key in _MODULES:
+        return _MODULES[key]
+    from checker.engines import compiler
+
+    mod: types.ModuleType | None = None
+    if any(p == profile for p in PROFILES):
+        name = "checker.engines.generated.p_" + compiler._ident(profile.name)
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            mod = None
+        if mod is not None and getattr(mod, "DIGEST", None) != compiler.spec_digest():
+            mod = None  # stale: the spec changed since it was generated
+    if mod is None:
+        source = compiler.generate(profile)
+        name = f"dmaspec_compiled_{compiler._ident(profile.name)}_{compiler._ident('.'.join(map(str, profile.version)))}"
+        mod = types.ModuleType(name)
+        sys.modules[name] = mod  # msgspec resolves the structs' annotations through it
+        exec(compile(source, f"<dmaspec compiled {profile.name}>", "exec"), mod.__dict__)  # noqa: S102
+    _MODULES[key] = mod
+    return mod
+
+
+class CompiledExecutor:
+    """Replays a canonical trace with the generated handlers for one profile."""
+
+    def __init__(self, profile: Profile, file: str, *, unobserved: frozenset[str] = frozenset(),
+                 check_leaks: bool = True) -> None:
+        self.profile = profile
+        self.file = file
+        self.module = load_module(profile)
+        self.tables: dict[str, dict[Value, list[Any]]] = {t.name: {} for t in SPEC.tables}
+        self.defaults: dict[str, list[Any]] = {t.name: [f.default for f in t.fields] + [0, 0, 0] for t in SPEC.tables}
+        self.field_names = {t.name: t.field_names() for t in SPEC.tables}
+        self.dead: dict[str, deque[Value]] = {t.name: deque() for t in SPEC.tables}
+        active = {r.id for r in SPEC.rules if profile.admits_rule(r)}
+        self.narrowed = narrowed_rules(unobserved) if unobserved else {}
+        self.result = Result(file, profile.name, leaks_checked=check_leaks,
+                             narrowed={r: ops for r, ops in self.narrowed.items() if r in active})
+        self.check_leaks = check_leaks
+        self.handlers, self._at_end, self._epoch = self.module.bind(self)
+        self.last_line = 0
+
+    # -- callbacks of the generated code -------------------------------------------------------
+
+    def fail(self, rule: str, line: int, op: str, tid: int | None, objs: tuple[tuple[str, Value], ...]) -> None:
+        epoch = self._epoch()
+        states = tuple(self._state(t, k, epoch) for t, k in objs)
+        if rule in self.narrowed or any(s.uncertain for s in states):
+            self.result.withheld[rule] += 1
+            return
+        self.result.findings.append(Finding(rule, line, op, tid, states))
+
+    def _state(self, table: str, key: Value, epoch: int) -> ObjectState:
+        row = self.tables[table].get(key)
+        names = self.field_names[table]
+        if row is None:
+            return ObjectState(table, key, False, tuple(zip(names, self.defaults[table])), 0, 0, epoch > 0)
+        n = len(names)
+        return ObjectState(table, key, True, tuple(zip(names, row[:n])), row[n + 1], row[n + 2], row[n] < epoch)
+
+    def bury(self, table: str, key: Value) -> None:
+        q = self.dead[table]
+        q.append(key)
+        if len(q) > TOMBSTONES_PER_TABLE:
+            old = q.popleft()
+            row = self.tables[table].get(old)
+            if row is not None and not row[0]:
+                del self.tables[table][old]
+
+    def ignored(self, reason: str) -> None:
+        self.result.ignored[reason] += 1
+
+    def reused(self) -> None:
+        self.result.reused += 1
+
+    def gap(self, line: int) -> None:
+        self.result.gaps.append(line)
+
+    # -- the stream ---------------------------------------------------------------------------
+
+    def run(self, stream: IO[bytes], *, first_line: int = 0, keep_going: bool = False, prefix: bytes = b"",
+            progress: Callable[[int], None] | None = None) -> None:
+        """Check every event of ``stream``; ``first_line`` lines were consumed before it."""
+        decode = self.module.DECODER.decode_lines
+        handlers = self.handlers
+        line = first_line
+        rest = prefix
+        gc_was = gc.isenabled()
+        gc.disable()  # the events of a block are acyclic; collecting them is wasted work
+        try:
+            while True:
+                block = stream.read(BLOCK)
+                if not block:
+                    if rest.strip():
+                        line = self._slow(rest + b"\n", line, keep_going)
+                    break
+                buf = rest + block if rest else block
+                cut = buf.rfind(b"\n")
+                if cut < 0:
+                    rest = buf
+                    continue
+                chunk, rest = buf[:cut + 1], buf[cut + 1:]
+                try:
+                    events = decode(chunk)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    line = self._slow(chunk, line, keep_going)
+                    continue
+                if len(events) != chunk.count(b"\n"):
+                    line = self._slow(chunk, line, keep_going)
+                    continue
+                base = line
+                for ev in events:
+                    line += 1
+                    try:
+                        handlers[ev.__class__](ev, line)
+                    except Bad:
+                        self._bad(chunk, line - base, line, keep_going)
+                self.result.events += len(events)
+                if progress is not None:
+                    progress(line)
+        finally:
+            if gc_was:
+                gc.enable()
+        self.last_line = line
+
+    def _slow(self, chunk: bytes, line: int, keep_going: bool) -> int:
+        decode = self.module.DECODER.decode
+        for raw in chunk.split(b"\n")[:-1]:
+            line += 1
+            if not raw.strip():
+                continue
+            try:
+                ev = decode(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                self._error(raw, line, keep_going)
+                continue
+            try:
+                self.handlers[ev.__class__](ev, line)
+            except Bad:
+                self._error(raw, line, keep_going)
+            else:
+                self.result.events += 1
+        return line
+
+    def _bad(self, chunk: bytes, index: int, line: int, keep_going: bool) -> None:
+        self.result.events -= 1
+        raw = chunk.split(b"\n")[index - 1]
+        self._error(raw, line, keep_going)
+
+    def _error(self, raw: bytes, line: int, keep_going: bool) -> None:
+        try:
+            event = validate(load_line(raw, self.file, line), self.file, line)
+            action, _ = select(event, self.profile)
+            if action is not None:
+                event_ret(event, action, self.file)
+            err = InputError(self.file, line, "this event could not be checked (an internal disagreement between "
+                                              "the validator and the compiled executor: please report it)")
+        except InputError as e:
+            err = e
+        if not keep_going:
+            raise err
+        self.result.errors.append(err)
+
+    def finish(self) -> Result:
+        if self.check_leaks:
+            self._at_end(self.last_line + 1)
+        return self.result
