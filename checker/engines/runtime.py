@@ -177,8 +177,8 @@ class CompiledExecutor:
             while True:
                 block = stream.read(BLOCK)
                 if not block:
-                    if rest.strip():
-                        line = self._slow(rest + b"\n", line, keep_going)
+                    if rest:
+                        line = self._slow(rest if rest.endswith(b"\n") else rest + b"\n", line, keep_going)
                     break
                 buf = rest + block if rest else block
                 cut = buf.rfind(b"\n")

@@ -1,0 +1,98 @@
+"""The two engines against each other, and the generated code against its generator."""
+
+from __future__ import annotations
+
+import io
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from checker.api import check_stream
+from checker.engines import compiler
+from checker.trace import GROUPS, PARAMS
+from spec import SPEC
+from spec import kernel as K
+from spec.lang import EventKind, ParamType, Returns
+
+HANDLES = ["b1", "b2", "a1", "a2", "s1", "s2", "v1", "f1", "0xffffffffffffffea"]
+
+
+@pytest.mark.parametrize("profile", SPEC.profiles, ids=lambda p: p.name)
+def test_regenerating_the_compiled_executor_is_a_no_op(profile) -> None:
+    with open(compiler.module_path(profile)) as f:
+        assert f.read() == compiler.generate(profile), "run: python -m checker.engines.compiler"
+
+
+def _value(ptype: ParamType) -> st.SearchStrategy[object]:
+    return {
+        ParamType.HANDLE: st.sampled_from(HANDLES),
+        ParamType.INT: st.integers(-30, 10) | st.sampled_from([4096, 8192, 524288]),
+        ParamType.STR: st.sampled_from(["gpu", "vivid", "F_SETFD"]),
+        ParamType.DIRECTION: st.sampled_from([0, 1, 2, "DMA_TO_DEVICE", "DMA_FROM_DEVICE"]),
+        ParamType.IOCTL: st.sampled_from(sorted(K.IOCTLS) + [0x1234]),
+        ParamType.WHENCE: st.sampled_from(["SEEK_SET", "SEEK_END", "SEEK_CUR"]),
+        ParamType.ACCESS: st.sampled_from(["read", "write", "rw"]),
+        ParamType.FCNTL: st.sampled_from(["F_SETFD", "F_DUPFD", "F_DUPFD_CLOEXEC", "F_GETFL"]),
+    }[ptype]
+
+
+OPS = sorted(GROUPS, key=lambda k: (k[0].value, k[1]))
+
+
+@st.composite
+def events(draw: st.DrawFn) -> dict[str, object]:
+    kind, op = draw(st.sampled_from(OPS))
+    args = {}
+    for name, (ptype, required) in PARAMS[(kind, op)].items():
+        if required or draw(st.booleans()):
+            args[name] = draw(_value(ptype))
+    returns = {a.returns for a in GROUPS[(kind, op)]}
+    ev: dict[str, object] = {"op": op, "kind": kind.value, "tid": draw(st.sampled_from([1, 2, 3])),
+                             "pid": draw(st.sampled_from([1, 2, 10])), "args": args}
+    if Returns.HANDLE in returns:
+        ev["ret"] = draw(st.sampled_from(HANDLES) | st.sampled_from([-4, -12, -22]))
+    elif returns & {Returns.NUMBER, Returns.INT}:
+        ev["ret"] = draw(st.integers(-30, 12) | st.sampled_from([4096, 8192, -25, -4]))
+    if kind is EventKind.CALL and draw(st.integers(0, 9)) == 0:
+        ev["ctx"] = "atomic"
+    return ev
+
+
+def _run(data: bytes, engine: str, profile: str):
+    try:
+        return check_stream(io.BytesIO(data), "gen.jsonl", engine=engine, profile=profile, keep_going=True)  # type: ignore[arg-type]
+    except Exception as e:  # InputError on the whole file, compared below
+        return e
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(st.lists(events(), min_size=1, max_size=40), st.sampled_from([p.name for p in SPEC.profiles]))
+def test_interpreter_and_compiled_agree_on_random_traces(evs: list[dict[str, object]], profile: str) -> None:
+    data = b"".join(orjson.dumps(e) + b"\n" for e in evs)
+    a, b = _run(data, "interpreter", profile), _run(data, "compiled", profile)
+    if isinstance(a, Exception) or isinstance(b, Exception):
+        assert str(a) == str(b)
+        return
+    assert [f.key() for f in a.findings] == [f.key() for f in b.findings]
+    assert [[(o.table, o.key, o.fields, o.born, o.last, o.uncertain) for o in f.objects] for f in a.findings] == \
+        [[(o.table, o.key, o.fields, o.born, o.last, o.uncertain) for o in f.objects] for f in b.findings]
+    assert (a.withheld, a.ignored, a.gaps, a.reused, a.events) == (b.withheld, b.ignored, b.gaps, b.reused, b.events)
+    assert [str(e) for e in a.errors] == [str(e) for e in b.errors]
+
+
+def test_tombstones_are_bounded_and_forgotten_handles_are_unknown_not_released() -> None:
+    from checker.core import TOMBSTONES_PER_TABLE
+
+    n = TOMBSTONES_PER_TABLE + 10
+    lines = []
+    for i in range(n):
+        lines.append(b'{"op":"dma_buf_export","tid":1,"args":{},"ret":"b%d"}' % i)
+        lines.append(b'{"op":"dma_buf_put","tid":1,"args":{"dmabuf":"b%d"}}' % i)
+    lines.append(b'{"op":"dma_buf_put","tid":1,"args":{"dmabuf":"b0"}}')  # forgotten: unknown, withheld
+    lines.append(b'{"op":"dma_buf_put","tid":1,"args":{"dmabuf":"b%d"}}' % (n - 1))  # remembered: reported
+    data = b"\n".join(lines) + b"\n"
+    for engine in ("compiled", "interpreter"):
+        r = check_stream(io.BytesIO(data), "t", engine=engine)  # type: ignore[arg-type]
+        assert [(f.rule, f.line) for f in r.findings] == [("REF-USE-AFTER-RELEASE", 2 * n + 2)]
