@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import io
-from typing import IO, Callable, Literal
+from collections.abc import Callable
+from typing import IO, Literal
 
 from checker.core import InputError, Result
 from checker.engines.interpreter import Interpreter
@@ -55,7 +56,7 @@ def check_stream(stream: IO[bytes], file: str, *, profile: str | None = None, en
     leaks = check_leaks and not (header.partial if header else False)
     if engine == "interpreter":
         it = Interpreter(prof, file, unobserved=hidden, check_leaks=leaks)
-        lines = iter_lines(io.BufferedReader(_Prefixed(pending, stream)))  # type: ignore[arg-type]
+        lines = iter_lines(io.BufferedReader(_Prefixed(pending, stream)))
         it.feed_lines(((n + consumed, raw) for n, raw in lines), keep_going=keep_going)
         return it.finish()
     ex = CompiledExecutor(prof, file, unobserved=hidden, check_leaks=leaks)

@@ -77,8 +77,8 @@ def _check(args: argparse.Namespace) -> int:
         try:
             result = check_file(path, profile=args.profile, engine=args.engine, keep_going=args.keep_going,
                                 check_leaks=not args.no_leaks, unobserved=unobserved)
-        except InputError as e:
-            errors.append(e)
+        except InputError as err:
+            errors.append(err)
             if not args.keep_going:
                 break
             continue
@@ -96,8 +96,8 @@ def _check(args: argparse.Namespace) -> int:
         sys.stdout.write(report.as_json(results, status, errors, args.engine))
     else:
         sys.stdout.write(report.text(results, args.engine, errors, quiet=args.quiet))
-        for e in errors:
-            print(f"{e}", file=sys.stderr)
+        for error in errors:
+            print(f"{error}", file=sys.stderr)
     return status
 
 

@@ -71,7 +71,9 @@ RFC_IOCTLS = frozenset({"DMA_BUF_IOCTL_PREPARE_ACCESS", "DMA_BUF_IOCTL_FINISH_AC
 
 # lseek whence
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
-WHENCES: dict[str, int] = {"SEEK_SET": SEEK_SET, "SEEK_CUR": SEEK_CUR, "SEEK_END": SEEK_END, "SEEK_DATA": 3, "SEEK_HOLE": 4}
+WHENCES: dict[str, int] = {
+    "SEEK_SET": SEEK_SET, "SEEK_CUR": SEEK_CUR, "SEEK_END": SEEK_END, "SEEK_DATA": 3, "SEEK_HOLE": 4,
+}
 
 # open flags
 O_CLOEXEC = 0o2000000
@@ -112,5 +114,5 @@ def is_err_ptr(handle: str) -> bool:
     except ValueError:
         return False
     if value < 0:
-        return -MAX_ERRNO <= value
+        return value >= -MAX_ERRNO
     return value >= (1 << 64) - MAX_ERRNO and value < (1 << 64)

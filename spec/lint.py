@@ -10,8 +10,35 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from spec.lang import (
-    Action, Adopt, And, Arg, Arith, Call, Cmp, Cond, Create, Exists, Expr, ForEach, Get, If, Ignore, In, IsErrno,
-    IsErrPtr, IsNone, Key, KeyPart, Let, Not, Or, Require, RowField, Spec, Stmt, Stop, Update,
+    Action,
+    Adopt,
+    And,
+    Arg,
+    Arith,
+    Call,
+    Cmp,
+    Cond,
+    Create,
+    Exists,
+    Expr,
+    ForEach,
+    Get,
+    If,
+    Ignore,
+    In,
+    IsErrno,
+    IsErrPtr,
+    IsNone,
+    Key,
+    KeyPart,
+    Let,
+    Not,
+    Or,
+    Require,
+    Spec,
+    Stmt,
+    Stop,
+    Update,
 )
 
 
@@ -29,9 +56,7 @@ def walk_expr(e: Expr) -> Iterator[Expr]:
     elif isinstance(e, Key):
         for a in e.parts:
             yield from walk_expr(a)
-    elif isinstance(e, KeyPart):
-        yield from walk_expr(e.key)
-    elif isinstance(e, (Get, Exists)):
+    elif isinstance(e, (KeyPart, Get, Exists)):
         yield from walk_expr(e.key)
     elif isinstance(e, Cond):
         yield from walk_expr(e.test)

@@ -14,8 +14,23 @@ from __future__ import annotations
 
 from spec import rules as R
 from spec.lang import (
-    Call, Const, Create, Exists, FieldDecl, Get, If, Local, Procedure, Require, Table, Update, all_of, dec, eq,
-    inc, obj,
+    Call,
+    Const,
+    Create,
+    Exists,
+    FieldDecl,
+    Get,
+    If,
+    Local,
+    Procedure,
+    Require,
+    Table,
+    Update,
+    all_of,
+    dec,
+    eq,
+    inc,
+    obj,
 )
 
 F = FieldDecl

@@ -154,7 +154,8 @@ DYN_UNPIN_UNPINNED = _rule(
     (S(DMABUF_C, "dma_buf_unpin"),), since=(5, 7), catalog="DYN-003")
 DYN_MOVE_PINNED = _rule(
     "DYN-MOVE-WHILE-PINNED", "the exporter moves a buffer that is pinned or mapped by a static importer", E, EXP,
-    GUARD, (S(SEED_GUIDE, "", "Migration of backing storage"), S(SEED_MODEL, "", "migrate while attached, not while mapped"),
+    GUARD, (S(SEED_GUIDE, "", "Migration of backing storage"),
+            S(SEED_MODEL, "", "migrate while attached, not while mapped"),
             S(DMABUF_C, "dma_buf_move_notify")), since=(5, 7), catalog="MODEL-003, DYN-004",
     explain="A static importer's mapping and any pin fix the backing storage in place; only dynamic "
     "importers are told about a move (move_notify) and may re-map.")
@@ -167,7 +168,8 @@ CPU_END_WITHOUT_BEGIN = _rule(
 CPU_END_AFTER_FAILED_BEGIN = _rule(
     "CPU-END-AFTER-FAILED-BEGIN", "dma_buf_end_cpu_access() after dma_buf_begin_cpu_access() failed: "
     "a failed begin grants no access", E, IMP, GUARD,
-    (S(DMABUF_C, "dma_buf_begin_cpu_access", "may fail, e.g. -ENOMEM or -EINTR"), S(SEED_GUIDE, "", "This step might fail")),
+    (S(DMABUF_C, "dma_buf_begin_cpu_access", "may fail, e.g. -ENOMEM or -EINTR"),
+     S(SEED_GUIDE, "", "This step might fail")),
     since=(3, 4), catalog="CPU-003")
 CPU_END_DIRECTION = _rule(
     "CPU-END-DIRECTION", "dma_buf_end_cpu_access() with a different direction than the open begin", E, IMP, GUARD,

@@ -21,9 +21,45 @@ from dataclasses import dataclass, field
 from checker.trace import GROUPS, PARAMS
 from spec import SPEC
 from spec.lang import (
-    Action, Adopt, And, Arg, Arith, ArithOp, Bump, Call, Cmp, CmpOp, Cond, Const, Create, EventField, EventKind,
-    Exists, Expr, ForEach, Get, If, Ignore, In, IsErrno, IsErrPtr, IsNone, Key, KeyPart, Let, Local, Not, Or,
-    ParamType, Profile, Require, Ret, Returns, RowField, Stmt, Stop, Update,
+    Adopt,
+    And,
+    Arg,
+    Arith,
+    ArithOp,
+    Bump,
+    Call,
+    Cmp,
+    CmpOp,
+    Cond,
+    Const,
+    Create,
+    EventField,
+    EventKind,
+    Exists,
+    Expr,
+    ForEach,
+    Get,
+    If,
+    Ignore,
+    In,
+    IsErrno,
+    IsErrPtr,
+    IsNone,
+    Key,
+    KeyPart,
+    Let,
+    Local,
+    Not,
+    Or,
+    ParamType,
+    Profile,
+    Require,
+    Ret,
+    Returns,
+    RowField,
+    Stmt,
+    Stop,
+    Update,
 )
 from spec.profiles import PROFILES
 
@@ -47,7 +83,7 @@ def _canonical(obj: object) -> str:
     if isinstance(obj, (tuple, list)):
         return "(" + ",".join(_canonical(x) for x in obj) + ")"
     if hasattr(obj, "__dataclass_fields__"):
-        names = obj.__dataclass_fields__  # type: ignore[attr-defined]
+        names = obj.__dataclass_fields__
         return type(obj).__name__ + "(" + ",".join(f"{n}={_canonical(getattr(obj, n))}" for n in names) + ")"
     return repr(obj)
 
@@ -271,13 +307,13 @@ class _Gen:
         elif isinstance(s, Call):
             proc = _PROCS[s.name]
             inner = _Scope(dict(sc.rows), {}, sc.row_table, sc.row_var, sc.key_var)
-            for name, value in s.args:
+            for name, arg_expr in s.args:
                 v = self.var("p_")
-                self.emit(ind, f"{v} = {self.expr(value, sc, ind)}")
+                self.emit(ind, f"{v} = {self.expr(arg_expr, sc, ind)}")
                 inner.locals[name] = v
             inner.rows = {}
             self.stmts(proc.body, inner, ind)
-            self.invalidate(sc, _tables_created(proc.body) | _tables_updated(proc.body))
+            self.invalidate(sc, _tables_created(proc.body))
         elif isinstance(s, Ignore):
             self.emit(ind, f"if {self.expr(s.when, sc, ind)}:")
             self.emit(ind + 1, f"ignored({s.reason!r})")
@@ -303,10 +339,6 @@ def _tables_created(body: tuple[Stmt, ...]) -> set[str]:
         elif isinstance(s, Call):
             out |= _tables_created(_PROCS[s.name].body)
     return out
-
-
-def _tables_updated(body: tuple[Stmt, ...]) -> set[str]:
-    return _tables_created(body)
 
 
 # -- whole module --------------------------------------------------------------------------
@@ -353,7 +385,7 @@ def _structs() -> list[str]:
     """One Struct per op name (the union of its kinds' parameters)."""
     out: list[str] = []
     by_op: dict[str, dict[str, tuple[ParamType, bool]]] = {}
-    for (kind, op), params in PARAMS.items():
+    for (_kind, op), params in PARAMS.items():
         merged = by_op.setdefault(op, {})
         multi = sum(1 for (k, o) in PARAMS if o == op) > 1
         for name, (t, req) in params.items():
@@ -363,11 +395,11 @@ def _structs() -> list[str]:
         params = by_op[op]
         ident = _ident(op)
         out.append(f"class A_{ident}(msgspec.Struct):")
-        req = [(n, t) for n, (t, r) in params.items() if r]
-        opt = [(n, t) for n, (t, r) in params.items() if not r]
-        for n, t in req:
+        required = [(n, t) for n, (t, r) in params.items() if r]
+        optional = [(n, t) for n, (t, r) in params.items() if not r]
+        for n, t in required:
             out.append(f"    {n}: {_PY_TYPES[t]}")
-        for n, t in opt:
+        for n, t in optional:
             out.append(f"    {n}: {_PY_TYPES[t]} | None = None")
         if not params:
             out.append("    pass")
@@ -377,7 +409,7 @@ def _structs() -> list[str]:
         default_kind = "call" if "call" in kinds else None
         out.append(f"class E_{ident}(msgspec.Struct, tag_field='op', tag={op!r}):")
         out.append("    tid: int")
-        if req:
+        if required:
             out.append(f"    args: A_{ident}")
         else:
             out.append(f"    args: A_{ident} = msgspec.field(default_factory=A_{ident})")
@@ -422,8 +454,8 @@ def _handler(profile: Profile, op: str, kinds: list[EventKind]) -> tuple[list[st
             inner_ind = ind
             if action.when is not None:
                 g0 = _Gen(profile, op)
-                cond = g0.expr(action.when, _Scope(), ind)
-                out.append(f"{pad}{'if' if j == 0 else 'elif'} {cond}:")
+                cond_src = g0.expr(action.when, _Scope(), ind)
+                out.append(f"{pad}{'if' if j == 0 else 'elif'} {cond_src}:")
                 inner_ind = ind + 1
             elif j > 0:
                 out.append(f"{pad}else:")
@@ -474,7 +506,7 @@ def generate(profile: Profile) -> str:
     lines += ["    fail = m.fail", "    bury = m.bury", "    ignored = m.ignored", "    reused = m.reused",
               "    gap = m.gap", "    epoch = 0", "", "    def current_epoch():", "        return epoch", ""]
     ops: dict[str, list[EventKind]] = {}
-    for (kind, op) in GROUPS:
+    for (kind, op) in GROUPS:  # noqa: B007
         ops.setdefault(op, []).append(kind)
     handler_names = []
     for op in sorted(ops):

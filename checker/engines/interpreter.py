@@ -30,6 +30,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -40,9 +41,43 @@ from spec import SPEC
 from spec.analysis import narrowed_rules
 from spec.kernel import is_err_ptr
 from spec.lang import (
-    Adopt, And, Arg, Arith, ArithOp, Bump, Call, Cmp, CmpOp, Cond, Const, Create, EventField, Exists, Expr, ForEach,
-    Get, If, Ignore, In, IsErrno, IsErrPtr, IsNone, Key, KeyPart, Let, Local, Not, Or, Profile, Require, Ret,
-    RowField, Stmt, Stop, Update, Value,
+    Adopt,
+    And,
+    Arg,
+    Arith,
+    ArithOp,
+    Bump,
+    Call,
+    Cmp,
+    CmpOp,
+    Cond,
+    Const,
+    Create,
+    EventField,
+    Exists,
+    Expr,
+    ForEach,
+    Get,
+    If,
+    Ignore,
+    In,
+    IsErrno,
+    IsErrPtr,
+    IsNone,
+    Key,
+    KeyPart,
+    Let,
+    Local,
+    Not,
+    Or,
+    Profile,
+    Require,
+    Ret,
+    RowField,
+    Stmt,
+    Stop,
+    Update,
+    Value,
 )
 from spec.rules import PROFILE_OP
 
@@ -88,58 +123,58 @@ def evaluate_selector(expr: Expr, event: Event) -> bool:
     return bool(_eval(expr, _Env(event, None, {}), None))
 
 
-def _eval(e: Expr, env: _Env, m: Interpreter | None) -> Any:
-    t = type(e)
-    if t is Const:
-        return e.value  # type: ignore[union-attr]
-    if t is Arg:
-        assert env.event is not None
-        return env.event.args.get(e.name)  # type: ignore[union-attr]
-    if t is Ret:
-        return env.ret
-    if t is EventField:
-        assert env.event is not None
-        return getattr(env.event, e.name)  # type: ignore[union-attr]
-    if t is Local:
-        return env.locals[e.name]  # type: ignore[union-attr]
-    if t is RowField:
-        if e.name == "key":  # type: ignore[union-attr]
+def _eval(e: Expr, env: _Env, m: Interpreter | None) -> Any:  # noqa: C901 - one case per node type
+    match e:
+        case Const(value=v):
+            return v
+        case Arg(name=name):
+            assert env.event is not None
+            return env.event.args.get(name)
+        case Ret():
+            return env.ret
+        case EventField(name=name):
+            assert env.event is not None
+            return getattr(env.event, name)
+        case Local(name=name):
+            return env.locals[name]
+        case RowField(name="key"):
             return env.row_key
-        assert env.row is not None
-        return env.row.fields[e.name]  # type: ignore[union-attr]
-    if t is Key:
-        return tuple(_eval(p, env, m) for p in e.parts)  # type: ignore[union-attr]
-    if t is KeyPart:
-        return _eval(e.key, env, m)[e.index]  # type: ignore[union-attr]
-    if t is Get:
-        assert m is not None
-        row = m.tables[e.table].get(_eval(e.key, env, m))  # type: ignore[union-attr]
-        return row.fields[e.name] if row is not None else _DEFAULTS[e.table][e.name]  # type: ignore[union-attr]
-    if t is Exists:
-        assert m is not None
-        return _eval(e.key, env, m) in m.tables[e.table]  # type: ignore[union-attr]
-    if t is Not:
-        return not _eval(e.arg, env, m)  # type: ignore[union-attr]
-    if t is And:
-        return all(_eval(a, env, m) for a in e.args)  # type: ignore[union-attr]
-    if t is Or:
-        return any(_eval(a, env, m) for a in e.args)  # type: ignore[union-attr]
-    if t is Cmp:
-        return _CMP[e.op](_eval(e.left, env, m), _eval(e.right, env, m))  # type: ignore[union-attr]
-    if t is Arith:
-        return _ARITH[e.op](_eval(e.left, env, m), _eval(e.right, env, m))  # type: ignore[union-attr]
-    if t is IsErrno:
-        v = _eval(e.arg, env, m)  # type: ignore[union-attr]
-        return isinstance(v, int) and not isinstance(v, bool) and v < 0
-    if t is IsErrPtr:
-        v = _eval(e.arg, env, m)  # type: ignore[union-attr]
-        return isinstance(v, str) and is_err_ptr(v)
-    if t is IsNone:
-        return _eval(e.arg, env, m) is None  # type: ignore[union-attr]
-    if t is In:
-        return _eval(e.arg, env, m) in e.values  # type: ignore[union-attr]
-    if t is Cond:
-        return _eval(e.then if _eval(e.test, env, m) else e.orelse, env, m)  # type: ignore[union-attr]
+        case RowField(name=name):
+            assert env.row is not None
+            return env.row.fields[name]
+        case Key(parts=parts):
+            return tuple(_eval(p, env, m) for p in parts)
+        case KeyPart(key=key, index=index):
+            return _eval(key, env, m)[index]
+        case Get(table=table, key=key, name=name):
+            assert m is not None
+            row = m.tables[table].get(_eval(key, env, m))
+            return row.fields[name] if row is not None else _DEFAULTS[table][name]
+        case Exists(table=table, key=key):
+            assert m is not None
+            return _eval(key, env, m) in m.tables[table]
+        case Not(arg=arg):
+            return not _eval(arg, env, m)
+        case And(args=args):
+            return all(_eval(a, env, m) for a in args)
+        case Or(args=args):
+            return any(_eval(a, env, m) for a in args)
+        case Cmp(op=op, left=left, right=right):
+            return _CMP[op](_eval(left, env, m), _eval(right, env, m))
+        case Arith(op=aop, left=left, right=right):
+            return _ARITH[aop](_eval(left, env, m), _eval(right, env, m))
+        case IsErrno(arg=arg):
+            v = _eval(arg, env, m)
+            return isinstance(v, int) and not isinstance(v, bool) and v < 0
+        case IsErrPtr(arg=arg):
+            v = _eval(arg, env, m)
+            return isinstance(v, str) and is_err_ptr(v)
+        case IsNone(arg=arg):
+            return _eval(arg, env, m) is None
+        case In(arg=arg, values=values):
+            return _eval(arg, env, m) in values
+        case Cond(test=test, then=then, orelse=orelse):
+            return _eval(then if _eval(test, env, m) else orelse, env, m)
     raise AssertionError(f"unknown expression {e!r}")
 
 
@@ -185,18 +220,14 @@ class Interpreter:
         if action is None:
             return
         env = _Env(event, ret, {})
-        try:
+        with contextlib.suppress(_Halt):
             self._run(action.body, env)
-        except _Halt:
-            pass
 
     def finish(self) -> Result:
         if self.check_leaks:
             env = _Env(None, None, {})
-            try:
+            with contextlib.suppress(_Halt):
                 self._run(SPEC.at_end, env, end=True)
-            except _Halt:
-                pass
         return self.result
 
     # -- statements ------------------------------------------------------------------------

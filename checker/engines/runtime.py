@@ -29,7 +29,8 @@ import importlib
 import sys
 import types
 from collections import deque
-from typing import IO, Any, Callable
+from collections.abc import Callable
+from typing import IO, Any
 
 import msgspec
 
@@ -98,7 +99,8 @@ def load_module(profile: Profile) -> types.ModuleType:
             mod = None  # stale: the spec changed since it was generated
     if mod is None:
         source = compiler.generate(profile)
-        name = f"dmaspec_compiled_{compiler._ident(profile.name)}_{compiler._ident('.'.join(map(str, profile.version)))}"
+        version = compiler._ident(".".join(map(str, profile.version)))
+        name = f"dmaspec_compiled_{compiler._ident(profile.name)}_{version}"
         mod = types.ModuleType(name)
         sys.modules[name] = mod  # msgspec resolves the structs' annotations through it
         exec(compile(source, f"<dmaspec compiled {profile.name}>", "exec"), mod.__dict__)  # noqa: S102
@@ -140,9 +142,11 @@ class CompiledExecutor:
         row = self.tables[table].get(key)
         names = self.field_names[table]
         if row is None:
-            return ObjectState(table, key, False, tuple(zip(names, self.defaults[table])), 0, 0, epoch > 0)
+            defaults = tuple(zip(names, self.defaults[table], strict=False))
+            return ObjectState(table, key, False, defaults, 0, 0, epoch > 0)
         n = len(names)
-        return ObjectState(table, key, True, tuple(zip(names, row[:n])), row[n + 1], row[n + 2], row[n] < epoch)
+        fields = tuple(zip(names, row[:n], strict=True))
+        return ObjectState(table, key, True, fields, row[n + 1], row[n + 2], row[n] < epoch)
 
     def bury(self, table: str, key: Value) -> None:
         q = self.dead[table]
