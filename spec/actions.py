@@ -337,6 +337,14 @@ CPU_KEY = Key((B, D_))
 FAIL_KEY = Key((B, TID))
 CPU_PARAMS = (p("dmabuf"), p("direction", D), p("start", I, True), p("len", I, True))
 
+
+def _close_cpu_bracket(directions: tuple[Expr | int, ...]) -> Stmt:
+    """Close one open bracket: in the first of ``directions`` that has one."""
+    first, rest = directions[0], directions[1:]
+    key = Key((B, first if not isinstance(first, int) else Const(first)))
+    return If(gt(Get("cpu_access", key, "open"), 0), (dec("cpu_access", key, "open"),),
+              (_close_cpu_bracket(rest),) if rest else ())
+
 action("dma_buf_begin_cpu_access", CALL, CPU_PARAMS,
        [*use("buffer", B), no_resv(B),
         If(ok(), (
@@ -353,8 +361,9 @@ action("dma_buf_end_cpu_access", CALL, CPU_PARAMS,
                 (obj("buffer", B),), abort=True),
         Require(R.CPU_END_WITHOUT_BEGIN, gt(Get("buffer", B, "cpu_open"), 0), (obj("buffer", B),), abort=True),
         Require(R.CPU_END_DIRECTION, gt(Get("cpu_access", CPU_KEY, "open"), 0),
-                (obj("buffer", B), obj("cpu_access", CPU_KEY)), abort=True),
-        dec("cpu_access", CPU_KEY, "open"),
+                (obj("buffer", B), obj("cpu_access", CPU_KEY))),
+        # the kernel keeps no pairing: whatever the direction, the caller's bracket is over
+        _close_cpu_bracket((D_, K.DMA_BIDIRECTIONAL, K.DMA_TO_DEVICE, K.DMA_FROM_DEVICE, K.DMA_NONE)),
         dec("buffer", B, "cpu_open")],
        returns=Returns.INT, since=(3, 4), sleeps=True, source=src("dma_buf_end_cpu_access"))
 

@@ -113,6 +113,8 @@ def normalize_ret(returns: Returns, value: Value) -> Value:
     if returns is Returns.HANDLE:
         if isinstance(value, int):
             return value if value < 0 else handle(value)
+        if K.is_err_ptr(value):  # a failed call's ERR_PTR(), as a recorder printed it
+            return int(value, 0) - (1 << 64) if value.startswith("0x") else int(value)
         return value
     if isinstance(value, str):
         raise ValueError("ret: a number or a negative errno")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -111,6 +112,7 @@ class _Scope:
     row_table: str | None = None
     row_var: str = ""
     key_var: str = ""
+    present: set[str] = field(default_factory=set)  # row variables known not to be the default row
 
 
 class _Gen:
@@ -186,7 +188,8 @@ class _Gen:
             return f"({x}.__class__ is int and {x} < 0)"
         if isinstance(e, IsErrPtr):
             x = self.expr(e.arg, sc, ind)
-            return f"({x}.__class__ is str and {x}[:2] in ERRPTR_PREFIXES and is_err_ptr({x}))"
+            # ERR_PTR handles start "0xfffffffffffff" (or are negative): test the prefix before parsing
+            return f"({x}.__class__ is str and ({x}[:15] in ERRPTR_PREFIXES or {x}[:1] == '-') and is_err_ptr({x}))"
         if isinstance(e, IsNone):
             return f"({self.expr(e.arg, sc, ind)} is None)"
         if isinstance(e, In):
@@ -197,6 +200,20 @@ class _Gen:
         raise AssertionError(e)
 
     # -- statements ------------------------------------------------------------------------
+
+    def invalidate_after_branches(self, sc: _Scope, tables: set[str], branches: list[_Scope]) -> None:
+        """Drop cached rows a branch may have made stale.
+
+        A branch that only (re)created the very rows the outer scope had cached, into the same variables
+        (adopting an unknown object, an update of an absent row), leaves those variables right on every
+        path; anything else in a written table may alias a new row and is dropped.
+        """
+        for t in tables:
+            outer = {k: v for k, v in sc.rows.items() if k[0] == t}
+            if len(outer) == 1 and all(b.rows.get(k) == v for b in branches for k, v in outer.items()) and all(
+                    len([k for k in b.rows if k[0] == t]) == 1 for b in branches):
+                continue
+            self.invalidate(sc, {t})
 
     def invalidate(self, sc: _Scope, tables: set[str]) -> None:
         for k in [k for k in sc.rows if k[0] in tables]:
@@ -222,6 +239,8 @@ class _Gen:
             self.emit(ind + 1, self.fail_call(s.rule, objs))
             if s.abort:
                 self.emit(ind + 1, "return")
+                if isinstance(s.cond, Exists) and (s.cond.table, s.cond.key) in sc.rows:
+                    sc.present.add(sc.rows[(s.cond.table, s.cond.key)])
         elif isinstance(s, Let):
             v = self.var("l_")
             self.emit(ind, f"{v} = {self.expr(s.value, sc, ind)}")
@@ -241,6 +260,7 @@ class _Gen:
             self.emit(ind, f"{r} = T_{t}[{k}] = [{', '.join(cells)}, epoch, line, line]")
             self.invalidate(sc, {t})
             sc.rows[(t, s.key)] = r
+            sc.present.add(r)
         elif isinstance(s, Adopt):
             t = s.table
             r = self.row(t, s.key, sc, ind)
@@ -251,44 +271,57 @@ class _Gen:
             self.emit(ind + 1, f"{r} = T_{t}[{k}] = [{', '.join(cells)}, -1, 0, 0]")
             self.invalidate(sc, {t})
             sc.rows[(t, s.key)] = r
+            sc.present.add(r)
         elif isinstance(s, Update):
             t = s.table
             value = self.expr(s.value, sc, ind)
-            v = self.var("v")
-            self.emit(ind, f"{v} = {value}")
+            if isinstance(s.value, Const):
+                v = value
+            else:
+                v = self.var("v")
+                self.emit(ind, f"{v} = {value}")
             r = self.row(t, s.key, sc, ind)
             k = self.expr(s.key, sc, ind)
             ep = _ep(t)
-            self.emit(ind, f"if {r} is D_{t}:")
-            self.emit(ind + 1, f"{r} = T_{t}[{k}] = D_{t}[:]")
-            self.emit(ind + 1, f"{r}[{ep}] = epoch")
-            self.emit(ind + 1, f"{r}[{ep + 1}] = line")
-            keep = sc.rows.get((t, s.key))
-            self.invalidate(sc, {t})
-            if keep:
-                sc.rows[(t, s.key)] = keep
+            if r not in sc.present:
+                self.emit(ind, f"if {r} is D_{t}:")
+                self.emit(ind + 1, f"{r} = T_{t}[{k}] = D_{t}[:]")
+                self.emit(ind + 1, f"{r}[{ep}] = epoch")
+                self.emit(ind + 1, f"{r}[{ep + 1}] = line")
+                keep = sc.rows.get((t, s.key))
+                self.invalidate(sc, {t})
+                if keep:
+                    sc.rows[(t, s.key)] = keep
+                sc.present.add(r)
             self.emit(ind, f"{r}[{_IDX[t][s.name]}] = {v}")
             self.emit(ind, f"{r}[{ep + 2}] = line")
-            if s.name == "live":
-                self.emit(ind, f"if not {v}:")
-                self.emit(ind + 1, f"bury({t!r}, {k})")
+            if s.name == "live" and not (isinstance(s.value, Const) and s.value.value):
+                guard = "" if isinstance(s.value, Const) else f"if not {v}:"
+                pad = ind + (1 if guard else 0)
+                if guard:
+                    self.emit(ind, guard)
+                self.emit(pad, f"G_{t}.append({k})")
+                self.emit(pad, f"if len(G_{t}) > TOMBSTONES:")
+                self.emit(pad + 1, f"bury({t!r})")
         elif isinstance(s, If):
             test = self.expr(s.test, sc, ind)
             self.emit(ind, f"if {test}:")
             writes = _tables_created(s.then) | _tables_created(s.orelse)
-            inner = _Scope(dict(sc.rows), dict(sc.locals), sc.row_table, sc.row_var, sc.key_var)
+            inner = _Scope(dict(sc.rows), dict(sc.locals), sc.row_table, sc.row_var, sc.key_var, set(sc.present))
             before = len(self.lines)
             self.stmts(s.then, inner, ind + 1)
             if len(self.lines) == before:
                 self.emit(ind + 1, "pass")
+            branches = [inner]
             if s.orelse:
                 self.emit(ind, "else:")
-                inner = _Scope(dict(sc.rows), dict(sc.locals), sc.row_table, sc.row_var, sc.key_var)
+                inner = _Scope(dict(sc.rows), dict(sc.locals), sc.row_table, sc.row_var, sc.key_var, set(sc.present))
                 before = len(self.lines)
                 self.stmts(s.orelse, inner, ind + 1)
                 if len(self.lines) == before:
                     self.emit(ind + 1, "pass")
-            self.invalidate(sc, writes)
+                branches.append(inner)
+            self.invalidate_after_branches(sc, writes, branches)
         elif isinstance(s, ForEach):
             t = s.table
             self.tables_used.add(t)
@@ -378,7 +411,9 @@ def _ret(returns: Returns, ind: int) -> list[str]:
         return [f"{pad}ret = ev.ret", f"{pad}if ret.__class__ is not int:", f"{pad}    raise Bad"]
     return [f"{pad}ret = ev.ret", f"{pad}if ret.__class__ is not str:",
             f"{pad}    if ret.__class__ is not int:", f"{pad}        raise Bad",
-            f"{pad}    if ret >= 0:", f"{pad}        ret = handle(ret)"]
+            f"{pad}    if ret >= 0:", f"{pad}        ret = handle(ret)",
+            f"{pad}elif (ret[:15] in ERRPTR_PREFIXES or ret[:1] == '-') and is_err_ptr(ret):",
+            f"{pad}    ret = errno_of(ret)"]
 
 
 def _structs() -> list[str]:
@@ -431,9 +466,7 @@ def _handler(profile: Profile, op: str, kinds: list[EventKind]) -> tuple[list[st
     ident = _ident(op)
     out = [f"    def h_{ident}(ev, line):"]
     out.append("        tid = ev.tid")
-    out.append("        pid = ev.pid")
-    out.append("        if pid is None:")
-    out.append("            pid = tid")
+    out.append("        PID_PLACEHOLDER")
     out.append("        a = ev.args")
     used: set[str] = set()
     for i, kind in enumerate(kinds):
@@ -471,6 +504,10 @@ def _handler(profile: Profile, op: str, kinds: list[EventKind]) -> tuple[list[st
                 break
         out.append(f"{pad}return")
     out.append("        raise Bad")
+    text = "\n".join(out[3:])
+    at = out.index("        PID_PLACEHOLDER")
+    out[at:at + 1] = ["        pid = ev.pid", "        if pid is None:", "            pid = tid"] if re.search(
+        r"\bpid\b", text) else []
     return out, used
 
 
@@ -488,8 +525,8 @@ def generate(profile: Profile) -> str:
         "",
         "import msgspec",
         "",
-        "from checker.engines.runtime import ACCESS, BAD, DIRS, ERRPTR_PREFIXES, WHENCES, Bad, handle, is_err_ptr, "
-        "norm_fcntl, norm_ioctl",
+        "from checker.engines.runtime import ACCESS, BAD, DIRS, ERRPTR_PREFIXES, WHENCES, Bad, errno_of, handle, "
+        "is_err_ptr, norm_fcntl, norm_ioctl",
         "",
         f"PROFILE = {profile.name!r}",
         f"DIGEST = {spec_digest()!r}",
@@ -503,7 +540,9 @@ def generate(profile: Profile) -> str:
     for t in SPEC.tables:
         lines.append(f"    T_{t.name} = m.tables[{t.name!r}]")
         lines.append(f"    D_{t.name} = m.defaults[{t.name!r}]")
-    lines += ["    fail = m.fail", "    bury = m.bury", "    ignored = m.ignored", "    reused = m.reused",
+    for t in SPEC.tables:
+        lines.append(f"    G_{t.name} = m.dead[{t.name!r}]")
+    lines += ["    TOMBSTONES = m.tombstones", "    fail = m.fail", "    bury = m.bury", "    ignored = m.ignored", "    reused = m.reused",
               "    gap = m.gap", "    epoch = 0", "", "    def current_epoch():", "        return epoch", ""]
     ops: dict[str, list[EventKind]] = {}
     for (kind, op) in GROUPS:  # noqa: B007

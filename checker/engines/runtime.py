@@ -44,16 +44,21 @@ from spec.lang import Profile, Value
 from spec.profiles import PROFILES
 from spec.values import FCNTL_NAMES, handle
 
-__all__ = ["ACCESS", "BAD", "DIRS", "ERRPTR_PREFIXES", "WHENCES", "Bad", "CompiledExecutor", "handle", "is_err_ptr",
-           "norm_fcntl", "norm_ioctl"]
+__all__ = ["ACCESS", "BAD", "DIRS", "ERRPTR_PREFIXES", "WHENCES", "Bad", "CompiledExecutor", "errno_of", "handle",
+           "is_err_ptr", "norm_fcntl", "norm_ioctl"]
 
 DIRS: dict[Any, int] = dict(K.DIRECTIONS)
 WHENCES: dict[Any, int] = dict(K.WHENCES)
 ACCESS: dict[Any, int] = dict(K.ACCESS_NAMES)
-ERRPTR_PREFIXES = ("0x", "-")
+ERRPTR_PREFIXES = frozenset({"0xfffffffffffff", "0xFFFFFFFFFFFFF"})
 BAD = object()
 BLOCK = 1 << 20
 _FCNTL_BY_NAME = {v: k for k, v in FCNTL_NAMES.items()}
+
+
+def errno_of(err_ptr: str) -> int:
+    """The negative errno an ERR_PTR handle string stands for."""
+    return int(err_ptr, 0) - (1 << 64) if err_ptr.startswith(("0x", "0X")) else int(err_ptr)
 
 
 class Bad(Exception):
@@ -148,10 +153,12 @@ class CompiledExecutor:
         fields = tuple(zip(names, row[:n], strict=True))
         return ObjectState(table, key, True, fields, row[n + 1], row[n + 2], row[n] < epoch)
 
-    def bury(self, table: str, key: Value) -> None:
+    tombstones = TOMBSTONES_PER_TABLE
+
+    def bury(self, table: str) -> None:
+        """Forget the oldest tombstone of ``table`` (the generated code queued the newest)."""
         q = self.dead[table]
-        q.append(key)
-        if len(q) > TOMBSTONES_PER_TABLE:
+        while len(q) > TOMBSTONES_PER_TABLE:
             old = q.popleft()
             row = self.tables[table].get(old)
             if row is not None and not row[0]:
