@@ -28,7 +28,6 @@ from spec.values import normalize, normalize_ret
 
 FORMAT = "dmaspec-trace"
 FORMAT_VERSION = 1
-EVENT_FIELDS = frozenset({"op", "kind", "tid", "pid", "args", "ret", "ts", "comm", "cpu", "ctx"})
 KINDS = {k.value: k for k in EventKind}
 
 
@@ -125,8 +124,8 @@ def open_binary(path: str) -> IO[bytes]:
 
 def parse_header(obj: dict[str, Any], file: str) -> Header:
     version = obj.get("version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise InputError(file, 1, 'header: "version" must be an integer')
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InputError(file, 1, 'header: "version" must be a positive integer')
     if version > FORMAT_VERSION:
         raise InputError(file, 1, f"header: format version {version} is newer than this dmaspec reads "
                                   f"({FORMAT_VERSION}); upgrade dmaspec")

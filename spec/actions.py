@@ -713,7 +713,8 @@ for name, since in (("attach", (3, 3)), ("detach", (3, 3)), ("map_dma_buf", (3, 
                     ("release", (3, 3)), ("begin_cpu_access", (3, 4)), ("end_cpu_access", (3, 4)),
                     ("mmap", (3, 5)), ("pin", (5, 7)), ("unpin", (5, 7)), ("move_notify", (5, 7)),
                     ("kmap", (3, 4)), ("kmap_atomic", (3, 4))):
-    action(name, CALLBACK, CB_PARAMS, [], since=since, source=Source(R.DMABUF_H, f"struct dma_buf_ops::{name}"))
+    ops = "dma_buf_attach_ops" if name == "move_notify" else "dma_buf_ops"
+    action(name, CALLBACK, CB_PARAMS, [], since=since, source=Source(R.DMABUF_H, f"struct {ops}::{name}"))
 
 # ---------------------------------------------------------------------------------------
 # Annotations: what the recorder saw besides calls

@@ -23,7 +23,21 @@ from functools import cache
 
 from spec import SPEC
 from spec.lang import (
-    Call, Create, Exists, Expr, ForEach, Get, If, Ignore, Let, Local, Require, RowField, Stmt, Stop, Update,
+    Call,
+    Create,
+    Exists,
+    Expr,
+    ForEach,
+    Get,
+    If,
+    Ignore,
+    Let,
+    Local,
+    Require,
+    RowField,
+    Stmt,
+    Stop,
+    Update,
 )
 from spec.lint import walk_expr
 

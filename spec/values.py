@@ -13,6 +13,7 @@ from difflib import get_close_matches
 from spec import kernel as K
 from spec.lang import ParamType, Returns, Value
 
+ERR_PTR_MIN = (1 << 64) - K.MAX_ERRNO
 FCNTL_NAMES: dict[int, str] = {0: "F_DUPFD", 1: "F_GETFD", 2: "F_SETFD", 3: "F_GETFL", 4: "F_SETFL",
                                1030: "F_DUPFD_CLOEXEC"}
 _FCNTL_BY_NAME = {v: k for k, v in FCNTL_NAMES.items()}
@@ -43,6 +44,8 @@ def _named(value: Value, names: dict[str, int], what: ParamType) -> int:
     if isinstance(value, bool):
         raise ValueError(EXPECTED[what])
     if isinstance(value, int):
+        if what in (ParamType.DIRECTION, ParamType.ACCESS) and value not in names.values():
+            raise ValueError(f"{EXPECTED[what]}, not {value}")
         return value
     if isinstance(value, str):
         if value in names:
@@ -112,6 +115,8 @@ def normalize_ret(returns: Returns, value: Value) -> Value:
         raise ValueError("ret: a handle string, a number, or a negative errno")
     if returns is Returns.HANDLE:
         if isinstance(value, int):
+            if value >= ERR_PTR_MIN:  # an unsigned ERR_PTR(): a failure
+                return value - (1 << 64)
             return value if value < 0 else handle(value)
         if K.is_err_ptr(value):  # a failed call's ERR_PTR(), as a recorder printed it
             return int(value, 0) - (1 << 64) if value.startswith("0x") else int(value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from checker.api import check_stream
 from checker.engines import interpreter as interp
 from spec.lint import walk_stmts
+from spec.rules import PROFILE_OP
 
 
 def rules_exercised(paths: list[str]) -> set[str]:
@@ -26,7 +27,8 @@ def rules_exercised(paths: list[str]) -> set[str]:
     try:
         for p in paths:
             with open(p, "rb") as f:
-                check_stream(f, p, engine="interpreter")
+                if check_stream(f, p, engine="interpreter").events:
+                    seen.add(PROFILE_OP)  # every event's op is checked against the profile
     finally:
         interp.Interpreter._exec = original  # type: ignore[method-assign]
     return seen

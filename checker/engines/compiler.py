@@ -386,10 +386,16 @@ def _norm(name: str, ptype: ParamType, optional: bool, ind: int) -> list[str]:
     if ptype is ParamType.HANDLE:
         out.append(f"{pad}if {guard}{v}.__class__ is not str:")
         out.append(f"{pad}    {v} = handle({v})")
-    elif ptype in (ParamType.DIRECTION, ParamType.WHENCE, ParamType.ACCESS):
-        table = {ParamType.DIRECTION: "DIRS", ParamType.WHENCE: "WHENCES", ParamType.ACCESS: "ACCESS"}[ptype]
-        out.append(f"{pad}if {guard}{v}.__class__ is not int:")
+    elif ptype in (ParamType.DIRECTION, ParamType.ACCESS):
+        # names and the valid numbers both map through the table; anything else is bad input
+        table = {ParamType.DIRECTION: "DIRS", ParamType.ACCESS: "ACCESS"}[ptype]
+        out.append(f"{pad}if {guard}True:")
         out.append(f"{pad}    {v} = {table}.get({v}, BAD)")
+        out.append(f"{pad}    if {v} is BAD or {v}.__class__ is bool:")
+        out.append(f"{pad}        raise Bad")
+    elif ptype is ParamType.WHENCE:
+        out.append(f"{pad}if {guard}{v}.__class__ is not int:")
+        out.append(f"{pad}    {v} = WHENCES.get({v}, BAD)")
         out.append(f"{pad}    if {v} is BAD:")
         out.append(f"{pad}        raise Bad")
     elif ptype is ParamType.IOCTL:
@@ -411,7 +417,8 @@ def _ret(returns: Returns, ind: int) -> list[str]:
         return [f"{pad}ret = ev.ret", f"{pad}if ret.__class__ is not int:", f"{pad}    raise Bad"]
     return [f"{pad}ret = ev.ret", f"{pad}if ret.__class__ is not str:",
             f"{pad}    if ret.__class__ is not int:", f"{pad}        raise Bad",
-            f"{pad}    if ret >= 0:", f"{pad}        ret = handle(ret)",
+            f"{pad}    if ret >= ERR_PTR_MIN:", f"{pad}        ret -= 18446744073709551616",
+            f"{pad}    elif ret >= 0:", f"{pad}        ret = handle(ret)",
             f"{pad}elif (ret[:15] in ERRPTR_PREFIXES or ret[:1] == '-') and is_err_ptr(ret):",
             f"{pad}    ret = errno_of(ret)"]
 
@@ -525,8 +532,8 @@ def generate(profile: Profile) -> str:
         "",
         "import msgspec",
         "",
-        "from checker.engines.runtime import ACCESS, BAD, DIRS, ERRPTR_PREFIXES, WHENCES, Bad, errno_of, handle, "
-        "is_err_ptr, norm_fcntl, norm_ioctl",
+        "from checker.engines.runtime import ACCESS, BAD, DIRS, ERR_PTR_MIN, ERRPTR_PREFIXES, WHENCES, Bad, errno_of, "
+        "handle, is_err_ptr, norm_fcntl, norm_ioctl",
         "",
         f"PROFILE = {profile.name!r}",
         f"DIGEST = {spec_digest()!r}",
@@ -542,7 +549,8 @@ def generate(profile: Profile) -> str:
         lines.append(f"    D_{t.name} = m.defaults[{t.name!r}]")
     for t in SPEC.tables:
         lines.append(f"    G_{t.name} = m.dead[{t.name!r}]")
-    lines += ["    TOMBSTONES = m.tombstones", "    fail = m.fail", "    bury = m.bury", "    ignored = m.ignored", "    reused = m.reused",
+    lines += ["    TOMBSTONES = m.tombstones", "    fail = m.fail", "    bury = m.bury", "    ignored = m.ignored",
+              "    reused = m.reused",
               "    gap = m.gap", "    epoch = 0", "", "    def current_epoch():", "        return epoch", ""]
     ops: dict[str, list[EventKind]] = {}
     for (kind, op) in GROUPS:  # noqa: B007

@@ -42,14 +42,15 @@ from spec.analysis import narrowed_rules
 from spec.kernel import is_err_ptr
 from spec.lang import Profile, Value
 from spec.profiles import PROFILES
-from spec.values import FCNTL_NAMES, handle
+from spec.values import ERR_PTR_MIN, FCNTL_NAMES, handle
 
-__all__ = ["ACCESS", "BAD", "DIRS", "ERRPTR_PREFIXES", "WHENCES", "Bad", "CompiledExecutor", "errno_of", "handle",
+__all__ = ["ACCESS", "BAD", "DIRS", "ERR_PTR_MIN", "ERRPTR_PREFIXES", "WHENCES", "Bad", "CompiledExecutor", "errno_of",
+           "handle",
            "is_err_ptr", "norm_fcntl", "norm_ioctl"]
 
-DIRS: dict[Any, int] = dict(K.DIRECTIONS)
+DIRS: dict[Any, int] = {**K.DIRECTIONS, **{v: v for v in K.DIRECTIONS.values()}}
 WHENCES: dict[Any, int] = dict(K.WHENCES)
-ACCESS: dict[Any, int] = dict(K.ACCESS_NAMES)
+ACCESS: dict[Any, int] = {**K.ACCESS_NAMES, **{v: v for v in K.ACCESS_NAMES.values()}}
 ERRPTR_PREFIXES = frozenset({"0xfffffffffffff", "0xFFFFFFFFFFFFF"})
 BAD = object()
 BLOCK = 1 << 20

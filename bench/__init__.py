@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print figures (``python bench/replay.py``); nothing here asserts on speed."""
