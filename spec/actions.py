@@ -410,7 +410,7 @@ def _vunmap_body(lock: str) -> list[Stmt]:
     pre: list[Stmt] = [need_resv(B)] if lock == "all" else [no_resv(B)] if lock == "unlocked" else []
     return [*use("buffer", B), *pre,
             Require(R.VMAP_UNBALANCED, gt(Get("buffer", B, "vmap_count"), 0), (obj("buffer", B),), abort=True),
-            Require(R.VMAP_ADDRESS, eq(Arg("map"), Get("buffer", B, "vmap_ptr")), (obj("buffer", B),), abort=True),
+            Require(R.VMAP_ADDRESS, eq(Arg("map"), Get("buffer", B, "vmap_ptr")), (obj("buffer", B),)),
             dec("buffer", B, "vmap_count"),
             If(eq(Get("buffer", B, "vmap_count"), 0), (Update("buffer", B, "vmap_ptr", Const("")),))]
 
@@ -471,7 +471,8 @@ action("dma_resv_add_fence", CALL, (p("obj"), p("fence"), p("usage", S_, True)),
 FN = Arg("fence")
 CTXK = Arg("context")
 action("dma_fence_init", CALL, (p("fence"), p("context", I), p("seqno", I)),
-       [Require(R.FENCE_SEQNO, any_of(Not(Exists("fence_context", CTXK)),
+       [Require(R.FENCE_SEQNO, any_of(eq(CTXK, 0),  # context 0: the core's stub fences, all seqno 0
+                                      Not(Exists("fence_context", CTXK)),
                                       gt(Arg("seqno"), Get("fence_context", CTXK, "last_seqno"))),
                 (obj("fence_context", CTXK),)),
         Update("fence_context", CTXK, "last_seqno", Arg("seqno")),
@@ -488,6 +489,10 @@ action("dma_fence_set_error", CALL, (p("fence"), p("error", I)),
        [If(Not(Exists("fence", FN)), (Adopt("fence", FN, ()),)),
         Require(R.FENCE_ERROR_AFTER_SIGNAL, Not(Get("fence", FN, "signaled")), (obj("fence", FN),))],
        since=(4, 11), source=src("dma_fence_set_error", R.FENCE_C))
+action("dma_fence_release", CALL, (p("fence"),),
+       [If(Exists("fence", FN), (Update("fence", FN, "live", Const(False)),))],
+       since=(3, 17), source=src("dma_fence_release", R.FENCE_C),
+       doc="The last reference to a fence is gone; its address may be reused by a new fence.")
 for name in ("dma_fence_wait", "dma_fence_wait_timeout"):
     action(name, CALL, (p("fence"), p("intr", I, True), p("timeout", I, True)), [], returns=Returns.INT,
            since=(3, 17), sleeps=True, source=src(name, R.FENCE_C))
@@ -576,6 +581,11 @@ def _process_teardown(exec_: bool) -> list[Stmt]:
             Require(R.SYNC_LEAK, Const(False), (obj("sync", RowField("key")),)),
             Update("sync", RowField("key"), "open", Const(0)),
         )),
+        ForEach("sync_cover", own, (
+            Update("sync_cover", RowField("key"), "open", Const(0)),
+            Update("sync_cover", RowField("key"), "reads", Const(0)),
+            Update("sync_cover", RowField("key"), "writes", Const(0)),
+        )),
         ForEach("sync", all_of(own, ne(RowField("retry"), 0)), (
             Require(R.SYNC_RETRY, Const(False), (obj("sync", RowField("key")),)),
             Update("sync", RowField("key"), "retry", Const(0)),
@@ -629,7 +639,8 @@ action("munmap", SYSCALL, (p("addr"), p("length", I, True)),
        returns=Returns.INT)
 
 FLAGS = Arg("flags")
-SYNC_KEY = Key((PID, FDBUF))
+SYNC_KEY = Key((PID, FDBUF, TID))  # pairing: a thread's START and END
+COVER_KEY = Key((PID, FDBUF))  # coverage: what the process's open brackets allow
 IOCTL_PARAMS = (p("fd", I), p("cmd", ParamType.IOCTL), p("flags", I, True), p("name", S_, True))
 
 
@@ -654,10 +665,12 @@ ioctl("DMA_BUF_IOCTL_SYNC", [
         Require(R.SYNC_END_DIRECTION, eq(band(FLAGS, K.SYNC_RW), Get("sync", SYNC_KEY, "flags")),
                 (obj("sync", SYNC_KEY),)),
         dec("sync", SYNC_KEY, "open"),
+        Call("sync_cover", (("key", COVER_KEY), ("flags", Get("sync", SYNC_KEY, "flags")), ("by", Const(-1)))),
     ), (
         Require(R.SYNC_START_TWICE, eq(Get("sync", SYNC_KEY, "open"), 0), (obj("sync", SYNC_KEY),)),
         inc("sync", SYNC_KEY, "open"),
         Update("sync", SYNC_KEY, "flags", band(FLAGS, K.SYNC_RW)),
+        Call("sync_cover", (("key", COVER_KEY), ("flags", band(FLAGS, K.SYNC_RW)), ("by", Const(1)))),
     )),
 ], since=(4, 6), source=src("dma_buf_ioctl"),
     doc="Userspace brackets CPU access to an mmap with START and END, same read/write flags; the kernel "
@@ -739,18 +752,22 @@ VKEY = Key((PID, Arg("addr")))
 action("mmap_access", NOTE, (p("addr"), p("access", ParamType.ACCESS)),
        [Ignore(Not(all_of(Exists("vma", VKEY), live("vma", VKEY))), "address not a known dma-buf mapping"),
         Let("buf", Get("vma", VKEY, "buffer")),
-        Require(R.MMAP_ACCESS_WITHOUT_SYNC, gt(Get("sync", SYNC_KEY, "open"), 0), (obj("sync", SYNC_KEY),),
-                abort=True),
-        Require(R.SYNC_ACCESS_DIRECTION, eq(band(ACC, sub(Const(K.SYNC_RW), Get("sync", SYNC_KEY, "flags"))), 0),
-                (obj("sync", SYNC_KEY),)),
+        Require(R.MMAP_ACCESS_WITHOUT_SYNC, gt(Get("sync_cover", COVER_KEY, "open"), 0),
+                (obj("sync_cover", COVER_KEY),), abort=True),
+        Require(R.SYNC_ACCESS_DIRECTION,
+                all_of(any_of(eq(band(ACC, K.ACCESS_READ), 0), gt(Get("sync_cover", COVER_KEY, "reads"), 0)),
+                       any_of(eq(band(ACC, K.ACCESS_WRITE), 0), gt(Get("sync_cover", COVER_KEY, "writes"), 0))),
+                (obj("sync_cover", COVER_KEY),)),
         Require(R.RFC_ACCESS_WITHOUT_PREPARE, gt(Get("rfc_access", RFC_KEY, "open"), 0),
                 (obj("rfc_access", RFC_KEY),))],
        doc="Userspace read or wrote a mapping; addr is the address mmap returned.")
-action("fd_received", NOTE, (p("fd", I), p("dmabuf")),
+action("fd_received", NOTE, (p("fd", I), p("dmabuf"), p("flags", I, True)),
        [*use("buffer", B),
-        Call("install_fd", (("fdkey", FDKEY), ("b", B), ("cloexec", Const(False)))),
+        Call("install_fd", (("fdkey", FDKEY), ("b", B),
+                            ("cloexec", ne(band(Cond(IsNone(Arg("flags")), Const(0), Arg("flags")), K.O_CLOEXEC), 0)))),
         inc("buffer", B, "refs")],
-       doc="A dma-buf fd arrived in this process (SCM_RIGHTS, pidfd_getfd): a new reference.")
+       doc="A dma-buf fd arrived in this process (SCM_RIGHTS, pidfd_getfd, binder): a new reference; flags "
+       "carries O_CLOEXEC when the receiver asked for it (pidfd_getfd and binder always set it).")
 action("lost_events", NOTE, (p("count", I, True), p("cpu", I, True)), [Bump()],
        doc="The recorder lost events here: what was alive is uncertain from now on.")
 action("marker", NOTE, (p("text", S_, True),), [], doc="A comment from the traced program (trace_marker).")
@@ -761,15 +778,20 @@ action("marker", NOTE, (p("text", S_, True),), [], doc="A comment from the trace
 
 RK = RowField("key")
 AT_END: tuple[Stmt, ...] = (
-    ForEach("buffer", RowField("live"), (
-        Require(R.REF_LEAK, le(sub(sub(RowField("refs"), RowField("fds")), RowField("mmaps")), 0),
-                (obj("buffer", RK),)),
+    # Each leak is reported at its innermost object: a leaked mapping, not also its attachment and buffer;
+    # and not at all where an earlier finding (detach while mapped, release while attached) explains it.
+    ForEach("buffer", all_of(RowField("live"), eq(RowField("attachments"), 0)), (
         Require(R.VMAP_LEAK, eq(RowField("vmap_count"), 0), (obj("buffer", RK),)),
+        If(eq(RowField("vmap_count"), 0), (
+            Require(R.REF_LEAK, le(sub(sub(RowField("refs"), RowField("fds")), RowField("mmaps")), 0),
+                    (obj("buffer", RK),)),
+        )),
     )),
-    ForEach("attachment", RowField("live"), (
+    ForEach("attachment", all_of(RowField("live"), eq(RowField("maps"), 0), live("buffer", RowField("buffer"))), (
         Require(R.ATT_LEAK, Const(False), (obj("attachment", RK),)),
     )),
-    ForEach("mapping", RowField("live"), (Require(R.MAP_LEAK, Const(False), (obj("mapping", RK),)),)),
+    ForEach("mapping", all_of(RowField("live"), live("attachment", RowField("attachment"))),
+            (Require(R.MAP_LEAK, Const(False), (obj("mapping", RK),)),)),
     ForEach("cpu_access", gt(RowField("open"), 0), (Require(R.CPU_LEAK, Const(False), (obj("cpu_access", RK),)),)),
     ForEach("kmap", any_of(gt(RowField("count"), 0), gt(RowField("atomic"), 0)),
             (Require(R.KMAP_LEAK, Const(False), (obj("kmap", RK),)),)),

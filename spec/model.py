@@ -26,10 +26,13 @@ from spec.lang import (
     Require,
     Table,
     Update,
+    add,
     all_of,
+    band,
     dec,
     eq,
     inc,
+    ne,
     obj,
 )
 
@@ -78,7 +81,11 @@ TABLES: tuple[Table, ...] = (
     Table("sync", (
         F("live", True), F("open", 0, "SYNC START not yet ended"), F("flags", 0, "read/write flags of the START"),
         F("retry", 0, "flags of an interrupted SYNC that must be restarted"),
-    ), "a process's DMA_BUF_IOCTL_SYNC state for a buffer, keyed (pid, buffer)"),
+    ), "a thread's DMA_BUF_IOCTL_SYNC brackets on a buffer, keyed (pid, buffer, tid)"),
+    Table("sync_cover", (
+        F("live", True), F("open", 0, "open SYNC brackets"), F("reads", 0, "open brackets with READ"),
+        F("writes", 0, "open brackets with WRITE"),
+    ), "what a process's open SYNC brackets on a buffer allow it to access, keyed (pid, buffer)"),
     Table("rfc_access", (
         F("live", True), F("open", 0),
     ), "a process's RFC PREPARE_ACCESS brackets, keyed (pid, buffer)"),
@@ -131,4 +138,14 @@ INSTALL_FD = Procedure("install_fd", ("fdkey", "b", "cloexec"), (
     inc("buffer", _B, "fds"),
 ))
 
-PROCEDURES: tuple[Procedure, ...] = (DROP_REF, CLOSE_FD, UNMAP_VMA, INSTALL_FD)
+# A SYNC bracket with read/write flags opens (by=1) or closes (by=-1) for the process.
+_K = Local("key")
+SYNC_COVER = Procedure("sync_cover", ("key", "flags", "by"), (
+    Update("sync_cover", _K, "open", add(Get("sync_cover", _K, "open"), Local("by"))),
+    If(ne(band(Local("flags"), 1), 0), (Update("sync_cover", _K, "reads", add(Get("sync_cover", _K, "reads"),
+                                                                               Local("by"))),)),
+    If(ne(band(Local("flags"), 2), 0), (Update("sync_cover", _K, "writes", add(Get("sync_cover", _K, "writes"),
+                                                                                Local("by"))),)),
+))
+
+PROCEDURES: tuple[Procedure, ...] = (DROP_REF, CLOSE_FD, UNMAP_VMA, INSTALL_FD, SYNC_COVER)
