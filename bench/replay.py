@@ -719,11 +719,11 @@ class SizeResult:
 
     @property
     def compiled_rate(self) -> float:
-        return self.compiled["events"] / self.compiled["seconds"]
+        return float(self.compiled["events"] / self.compiled["seconds"])
 
     @property
     def interp_rate(self) -> float:
-        return self.interp["events"] / self.interp["seconds"]
+        return float(self.interp["events"] / self.interp["seconds"])
 
 
 def measure_size(n: int, workdir: str, seed: int) -> SizeResult:

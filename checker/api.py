@@ -12,7 +12,7 @@ import io
 from collections.abc import Callable
 from typing import IO, Literal
 
-from checker.core import InputError, Result
+from checker.core import TOMBSTONES_PER_TABLE, InputError, Result
 from checker.engines.interpreter import Interpreter
 from checker.engines.runtime import CompiledExecutor
 from checker.trace import Header, is_header, iter_lines, load_line, open_binary, parse_header
@@ -44,7 +44,7 @@ def read_header(stream: IO[bytes], file: str) -> tuple[Header | None, bytes, int
 
 def check_stream(stream: IO[bytes], file: str, *, profile: str | None = None, engine: Engine = "compiled",
                  keep_going: bool = False, check_leaks: bool = True, unobserved: frozenset[str] = frozenset(),
-                 progress: Callable[[int], None] | None = None) -> Result:
+                 progress: Callable[[int], None] | None = None, tombstones: int = TOMBSTONES_PER_TABLE) -> Result:
     """Check one trace read from ``stream``; ``profile`` overrides the header's."""
     header, pending, consumed = read_header(stream, file)
     name = profile or (header.profile if header else None) or "latest"
@@ -55,11 +55,11 @@ def check_stream(stream: IO[bytes], file: str, *, profile: str | None = None, en
     hidden = unobserved | (header.unobserved if header else frozenset())
     leaks = check_leaks and not (header.partial if header else False)
     if engine == "interpreter":
-        it = Interpreter(prof, file, unobserved=hidden, check_leaks=leaks)
+        it = Interpreter(prof, file, unobserved=hidden, check_leaks=leaks, tombstones=tombstones)
         lines = iter_lines(io.BufferedReader(_Prefixed(pending, stream)))
         it.feed_lines(((n + consumed, raw) for n, raw in lines), keep_going=keep_going)
         return it.finish()
-    ex = CompiledExecutor(prof, file, unobserved=hidden, check_leaks=leaks)
+    ex = CompiledExecutor(prof, file, unobserved=hidden, check_leaks=leaks, tombstones=tombstones)
     ex.run(stream, first_line=consumed, keep_going=keep_going, prefix=pending, progress=progress)
     return ex.finish()
 

@@ -70,6 +70,7 @@ from spec.lang import (
     one_of,
     sub,
 )
+from spec.model import TABLES
 
 H, I, S_, D = ParamType.HANDLE, ParamType.INT, ParamType.STR, ParamType.DIRECTION
 CALL, SYSCALL, CALLBACK, NOTE = EventKind.CALL, EventKind.SYSCALL, EventKind.CALLBACK, EventKind.ANNOTATION
@@ -79,8 +80,7 @@ A = Arg("attach")
 RET = Ret()
 DMABUF_C = R.DMABUF_C
 
-TABLE_DEAD_RULE = {"buffer": R.REF_USE_AFTER_RELEASE, "attachment": R.ATT_USE_AFTER_DETACH,
-                   "mapping": R.MAP_DOUBLE_UNMAP}
+TABLE_DEAD_RULE = {t.name: t.dead_rule for t in TABLES if t.dead_rule}
 
 
 def p(name: str, type_: ParamType = H, optional: bool = False, doc: str = "") -> Param:
@@ -551,12 +551,12 @@ CHILD = RET
 
 def _fork_body() -> list[Stmt]:
     return [Stop(Not(gt(RET, 0))),
-            ForEach("fd", OWN_LIVE, (
+            ForEach("fd", OWN_LIVE, index=PID, body=(
                 Call("install_fd", (("fdkey", Key((CHILD, KeyPart(RowField("key"), 1)))), ("b", RowField("buffer")),
                                     ("cloexec", RowField("cloexec")))),
                 inc("buffer", RowField("buffer"), "refs"),
             )),
-            ForEach("vma", OWN_LIVE, (
+            ForEach("vma", OWN_LIVE, index=PID, body=(
                 Create("vma", Key((CHILD, KeyPart(RowField("key"), 1))),
                        (("buffer", RowField("buffer")), ("length", RowField("length")))),
                 inc("buffer", RowField("buffer"), "mmaps"),
@@ -577,32 +577,32 @@ def _process_teardown(exec_: bool) -> list[Stmt]:
     """What the kernel cleans up at exit (or exec), and what it does not."""
     own = all_of(RowField("live"), eq(ROWPID, PID))
     out: list[Stmt] = [
-        ForEach("sync", all_of(own, gt(RowField("open"), 0)), (
+        ForEach("sync", all_of(own, gt(RowField("open"), 0)), index=PID, body=(
             Require(R.SYNC_LEAK, Const(False), (obj("sync", RowField("key")),)),
             Update("sync", RowField("key"), "open", Const(0)),
         )),
-        ForEach("sync_cover", own, (
+        ForEach("sync_cover", own, index=PID, body=(
             Update("sync_cover", RowField("key"), "open", Const(0)),
             Update("sync_cover", RowField("key"), "reads", Const(0)),
             Update("sync_cover", RowField("key"), "writes", Const(0)),
         )),
-        ForEach("sync", all_of(own, ne(RowField("retry"), 0)), (
+        ForEach("sync", all_of(own, ne(RowField("retry"), 0)), index=PID, body=(
             Require(R.SYNC_RETRY, Const(False), (obj("sync", RowField("key")),)),
             Update("sync", RowField("key"), "retry", Const(0)),
         )),
-        ForEach("rfc_access", all_of(own, gt(RowField("open"), 0)), (
+        ForEach("rfc_access", all_of(own, gt(RowField("open"), 0)), index=PID, body=(
             Require(R.RFC_PREPARE_LEAK, Const(False), (obj("rfc_access", RowField("key")),)),
             Update("rfc_access", RowField("key"), "open", Const(0)),
         )),
     ]
     if exec_:
-        out.append(ForEach("fd", own, (
+        out.append(ForEach("fd", own, index=PID, body=(
             If(RowField("cloexec"), (Call("close_fd", (("fdkey", RowField("key")),)),),
                (Require(R.FD_NO_CLOEXEC, Const(False), (obj("fd", RowField("key")),)),)),
         )))
     else:
-        out.append(ForEach("fd", own, (Call("close_fd", (("fdkey", RowField("key")),)),)))
-    out.append(ForEach("vma", own, (Call("unmap_vma", (("vkey", RowField("key")),)),)))
+        out.append(ForEach("fd", own, index=PID, body=(Call("close_fd", (("fdkey", RowField("key")),)),)))
+    out.append(ForEach("vma", own, index=PID, body=(Call("unmap_vma", (("vkey", RowField("key")),)),)))
     return out
 
 

@@ -275,12 +275,16 @@ class ForEach:
     """Run ``body`` for each present row of ``table`` for which ``where`` holds.
 
     Rows are visited in insertion order over a snapshot of the keys taken
-    before the body runs.
+    before the body runs.  With ``index``, only rows whose key part
+    ``Table.index`` equals its value are visited (the same rows, in the same
+    order, as ``where`` alone would give when ``where`` implies it; engines
+    may look them up instead of scanning).
     """
 
     table: str
     where: Expr
     body: tuple[Stmt, ...]
+    index: Expr | None = None
 
 
 @dataclass(frozen=True)
@@ -443,16 +447,40 @@ class Table:
     """An object kind of the model.
 
     ``dead_rule`` is the rule broken when an action names a row of this table
-    that is a tombstone (``live`` false).
+    that is a tombstone (``live`` false).  ``rest`` (over ``RowField``) says
+    when a row holds nothing a rule still needs (a released object, a lock
+    not held): engines then may forget it, oldest first, past a bound, so
+    memory does not grow with the trace; a forgotten row reads as never seen,
+    which can only withhold findings, never make one.  ``index`` names the key
+    part (the pid) that ``ForEach(index=...)`` selects on.
     """
 
     name: str
     fields: tuple[FieldDecl, ...]
     doc: str = ""
     dead_rule: str = ""
+    rest: Expr | None = None
+    index: int | None = None
 
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
+
+    def rest_fields(self) -> frozenset[str]:
+        """The fields ``rest`` reads: an update of one of these (or of any, when it reads none) may bring a
+        row to rest, so engines test it then, and only then, to agree on what they forget."""
+        if self.rest is None:
+            return frozenset()
+        found: set[str] = set()
+        todo: list[object] = [self.rest]
+        while todo:
+            e = todo.pop()
+            if isinstance(e, RowField) and e.name != "key":
+                found.add(e.name)
+            elif hasattr(e, "__dataclass_fields__"):
+                for name in e.__dataclass_fields__:
+                    v = getattr(e, name)
+                    todo.extend(v if isinstance(v, tuple) else [v])
+        return frozenset(found) or frozenset(self.field_names())
 
     def default(self, name: str) -> Value:
         for f in self.fields:

@@ -17,6 +17,7 @@ from spec.lang import (
     Arith,
     Call,
     Cmp,
+    CmpOp,
     Cond,
     Create,
     Exists,
@@ -35,6 +36,7 @@ from spec.lang import (
     Not,
     Or,
     Require,
+    RowField,
     Spec,
     Stmt,
     Stop,
@@ -127,6 +129,13 @@ def lint(spec: Spec) -> list[str]:
                         problems.append(f"{where}: unknown table {o.table}")
             if isinstance(s, (Create, Adopt, Update, ForEach)) and s.table not in tables:
                 problems.append(f"{where}: unknown table {s.table}")
+            if isinstance(s, ForEach) and s.index is not None and s.table in tables:
+                part = tables[s.table].index
+                if part is None:
+                    problems.append(f"{where}: ForEach over {s.table} by index, but the table has none")
+                elif not any(isinstance(e, Cmp) and e.op is CmpOp.EQ and s.index in (e.left, e.right)
+                             and KeyPart(RowField("key"), part) in (e.left, e.right) for e in walk_expr(s.where)):
+                    problems.append(f"{where}: ForEach over {s.table} by index, but where does not select on it")
             if isinstance(s, Update) and s.table in tables and s.name not in tables[s.table].field_names():
                 problems.append(f"{where}: table {s.table} has no field {s.name}")
             if isinstance(s, (Create, Adopt)) and s.table in tables:

@@ -22,12 +22,15 @@ from spec.lang import (
     Get,
     If,
     Local,
+    Not,
     Procedure,
     Require,
+    RowField,
     Table,
     Update,
     add,
     all_of,
+    any_of,
     band,
     dec,
     eq,
@@ -37,6 +40,7 @@ from spec.lang import (
 )
 
 F = FieldDecl
+DEAD = Not(RowField("live"))  # released, detached, unmapped, closed: only a tombstone is left
 
 TABLES: tuple[Table, ...] = (
     Table("buffer", (
@@ -51,54 +55,60 @@ TABLES: tuple[Table, ...] = (
         F("vmap_count", 0, "the core's vmapping_counter"),
         F("vmap_ptr", "", "the address every vmap of it returns"),
         F("cpu_open", 0, "open begin_cpu_access() brackets, any direction"),
-    ), "a struct dma_buf", dead_rule=R.REF_USE_AFTER_RELEASE),
+    ), "a struct dma_buf", dead_rule=R.REF_USE_AFTER_RELEASE, rest=DEAD),
     Table("fd", (
         F("live", True), F("buffer", ""), F("cloexec", False),
-    ), "a file descriptor for a dma-buf, keyed (pid, fd)"),
+    ), "a file descriptor for a dma-buf, keyed (pid, fd)", rest=DEAD, index=0),
     Table("vma", (
         F("live", True), F("buffer", ""), F("length", 0),
-    ), "a userspace mapping of a dma-buf, keyed (pid, address)"),
+    ), "a userspace mapping of a dma-buf, keyed (pid, address)", rest=DEAD, index=0),
     Table("attachment", (
         F("live", True), F("buffer", ""), F("dynamic", False), F("maps", 0, "live mappings"),
         F("pins", 0), F("dev", ""),
-    ), "a struct dma_buf_attachment", dead_rule=R.ATT_USE_AFTER_DETACH),
+    ), "a struct dma_buf_attachment", dead_rule=R.ATT_USE_AFTER_DETACH, rest=DEAD),
     Table("mapping", (
         F("live", True), F("attachment", ""), F("direction", 0),
         F("refs", 1, "maps returning this sg_table (the core's cached mapping before 6.15)"),
-    ), "an sg_table returned by dma_buf_map_attachment()", dead_rule=R.MAP_DOUBLE_UNMAP),
+    ), "an sg_table returned by dma_buf_map_attachment()", dead_rule=R.MAP_DOUBLE_UNMAP, rest=DEAD),
     Table("cpu_access", (
         F("live", True), F("open", 0),
-    ), "open begin_cpu_access() brackets, keyed (buffer, direction)"),
+    ), "open begin_cpu_access() brackets, keyed (buffer, direction)", rest=eq(RowField("open"), 0)),
     Table("cpu_failed", (
         F("live", True), F("failed", False),
-    ), "whether the last begin_cpu_access() by a thread failed, keyed (buffer, tid)"),
+    ), "whether the last begin_cpu_access() by a thread failed, keyed (buffer, tid)",
+       rest=Not(RowField("failed"))),
     Table("kmap", (
         F("live", True), F("count", 0), F("atomic", 0),
-    ), "kmapped pages of a buffer, keyed (buffer, page)"),
+    ), "kmapped pages of a buffer, keyed (buffer, page)",
+       rest=all_of(eq(RowField("count"), 0), eq(RowField("atomic"), 0))),
     Table("task", (
         F("live", True), F("kmap_atomic", 0, "kmap_atomic mappings held"),
-    ), "a thread, keyed by tid"),
+    ), "a thread, keyed by tid", rest=eq(RowField("kmap_atomic"), 0)),
     Table("sync", (
         F("live", True), F("open", 0, "SYNC START not yet ended"), F("flags", 0, "read/write flags of the START"),
         F("retry", 0, "flags of an interrupted SYNC that must be restarted"),
-    ), "a thread's DMA_BUF_IOCTL_SYNC brackets on a buffer, keyed (pid, buffer, tid)"),
+    ), "a thread's DMA_BUF_IOCTL_SYNC brackets on a buffer, keyed (pid, buffer, tid)",
+       rest=all_of(eq(RowField("open"), 0), eq(RowField("retry"), 0)), index=0),
     Table("sync_cover", (
         F("live", True), F("open", 0, "open SYNC brackets"), F("reads", 0, "open brackets with READ"),
         F("writes", 0, "open brackets with WRITE"),
-    ), "what a process's open SYNC brackets on a buffer allow it to access, keyed (pid, buffer)"),
+    ), "what a process's open SYNC brackets on a buffer allow it to access, keyed (pid, buffer)",
+       rest=eq(RowField("open"), 0), index=0),
     Table("rfc_access", (
         F("live", True), F("open", 0),
-    ), "a process's RFC PREPARE_ACCESS brackets, keyed (pid, buffer)"),
+    ), "a process's RFC PREPARE_ACCESS brackets, keyed (pid, buffer)", rest=eq(RowField("open"), 0), index=0),
     Table("resv", (
         F("live", True), F("holder", 0, "tid holding the lock, 0 when free"),
         F("reserved", 0, "fence slots reserved in this lock hold"),
-    ), "a struct dma_resv (reservation object)"),
+    ), "a struct dma_resv (reservation object)", rest=eq(RowField("holder"), 0)),
     Table("fence", (
         F("live", True), F("context", 0), F("seqno", 0), F("signaled", False),
-    ), "a struct dma_fence"),
+    ), "a struct dma_fence",
+       rest=any_of(Not(RowField("live")), RowField("signaled"))),
     Table("fence_context", (
         F("live", True), F("last_seqno", -1),
-    ), "a fence context (timeline), keyed by its number"),
+    ), "a fence context (timeline), keyed by its number",
+       rest=Const(True)),
 )
 
 

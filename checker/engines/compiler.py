@@ -61,6 +61,7 @@ from spec.lang import (
     Stmt,
     Stop,
     Update,
+    Value,
 )
 from spec.profiles import PROFILES
 
@@ -201,6 +202,44 @@ class _Gen:
 
     # -- statements ------------------------------------------------------------------------
 
+    def index_insert(self, t: str, k: str, ind: int, moved: bool = False) -> None:
+        """Keep the per-pid index in step with the table's insertion order."""
+        part = _TABLES[t].index
+        if part is None:
+            return
+        b = self.var("b")
+        self.emit(ind, f"{b} = X_{t}.get({k}[{part}])")
+        self.emit(ind, f"if {b} is None:")
+        self.emit(ind + 1, f"{b} = X_{t}[{k}[{part}]] = {{}}")
+        if moved:
+            self.emit(ind, f"{b}.pop({k}, None)")
+        self.emit(ind, f"{b}[{k}] = None")
+
+    def settle(self, t: str, r: str, k: str, known: dict[str, Expr], ind: int, only: str | None = None) -> None:
+        """Queue the row if it came to rest (decided here when the values that decide it are constants)."""
+        table = _TABLES[t]
+        if table.rest is None:
+            return
+        fields = table.rest_fields()
+        decided: bool | None = None
+        consts = {n: v.value for n, v in known.items() if isinstance(v, Const)}
+        if only is None:  # a new row: fields not given have their defaults
+            consts = {**{f.name: f.default for f in table.fields if f.name not in known}, **consts}
+        if fields <= consts.keys():
+            decided = _static_rest(t, consts)
+        if decided is False:
+            return
+        queued = f"{r}[{_ep(t) + 3}]"
+        if decided is None:
+            inner = _Scope(row_table=t, row_var=r, key_var=k)
+            self.emit(ind, f"if not {queued} and {self.expr(table.rest, inner, ind)}:")
+        else:
+            self.emit(ind, f"if not {queued}:")
+        self.emit(ind + 1, f"{queued} = True")
+        self.emit(ind + 1, f"G_{t}.append({k})")
+        self.emit(ind + 1, f"if len(G_{t}) > TOMBSTONES:")
+        self.emit(ind + 2, f"evict_{t}()")
+
     def invalidate_after_branches(self, sc: _Scope, tables: set[str], branches: list[_Scope]) -> None:
         """Drop cached rows a branch may have made stale.
 
@@ -257,7 +296,9 @@ class _Gen:
             self.emit(ind, f"if {old} is not None and {old}[0]:")
             self.emit(ind + 1, "reused()")
             r = self.var("r")
-            self.emit(ind, f"{r} = T_{t}[{k}] = [{', '.join(cells)}, epoch, line, line]")
+            self.emit(ind, f"{r} = T_{t}[{k}] = [{', '.join(cells)}, epoch, line, line, False]")
+            self.index_insert(t, k, ind, moved=True)
+            self.settle(t, r, k, dict(s.values), ind)
             self.invalidate(sc, {t})
             sc.rows[(t, s.key)] = r
             sc.present.add(r)
@@ -268,7 +309,9 @@ class _Gen:
             vals = {n: self.expr(v, sc, ind) for n, v in s.values}
             cells = [vals.get(f.name, repr(f.default)) for f in _TABLES[t].fields]
             self.emit(ind, f"if {r} is D_{t}:")
-            self.emit(ind + 1, f"{r} = T_{t}[{k}] = [{', '.join(cells)}, -1, 0, 0]")
+            self.emit(ind + 1, f"{r} = T_{t}[{k}] = [{', '.join(cells)}, -1, 0, 0, False]")
+            self.index_insert(t, k, ind + 1)
+            self.settle(t, r, k, dict(s.values), ind + 1)
             self.invalidate(sc, {t})
             sc.rows[(t, s.key)] = r
             sc.present.add(r)
@@ -288,6 +331,7 @@ class _Gen:
                 self.emit(ind + 1, f"{r} = T_{t}[{k}] = D_{t}[:]")
                 self.emit(ind + 1, f"{r}[{ep}] = epoch")
                 self.emit(ind + 1, f"{r}[{ep + 1}] = line")
+                self.index_insert(t, k, ind + 1)
                 keep = sc.rows.get((t, s.key))
                 self.invalidate(sc, {t})
                 if keep:
@@ -295,14 +339,9 @@ class _Gen:
                 sc.present.add(r)
             self.emit(ind, f"{r}[{_IDX[t][s.name]}] = {v}")
             self.emit(ind, f"{r}[{ep + 2}] = line")
-            if s.name == "live" and not (isinstance(s.value, Const) and s.value.value):
-                guard = "" if isinstance(s.value, Const) else f"if not {v}:"
-                pad = ind + (1 if guard else 0)
-                if guard:
-                    self.emit(ind, guard)
-                self.emit(pad, f"G_{t}.append({k})")
-                self.emit(pad, f"if len(G_{t}) > TOMBSTONES:")
-                self.emit(pad + 1, f"bury({t!r})")
+            if s.name in _TABLES[t].rest_fields():
+                known: dict[str, Expr] = {s.name: s.value} if isinstance(s.value, Const) else {}
+                self.settle(t, r, k, known, ind, only=s.name)
         elif isinstance(s, If):
             test = self.expr(s.test, sc, ind)
             self.emit(ind, f"if {test}:")
@@ -326,7 +365,10 @@ class _Gen:
             t = s.table
             self.tables_used.add(t)
             kv, rv = self.var("rk"), self.var("rr")
-            self.emit(ind, f"for {kv} in list(T_{t}):")
+            if s.index is not None:
+                self.emit(ind, f"for {kv} in list(X_{t}.get({self.expr(s.index, sc, ind)}, ())):")
+            else:
+                self.emit(ind, f"for {kv} in list(T_{t}):")
             self.emit(ind + 1, f"{rv} = T_{t}.get({kv})")
             self.emit(ind + 1, f"if {rv} is None:")
             self.emit(ind + 2, "continue")
@@ -359,6 +401,17 @@ class _Gen:
             self.emit(ind, "gap(line)")
         else:
             raise AssertionError(s)
+
+
+def _static_rest(table: str, values: dict[str, Value]) -> bool:
+    """Whether a row with these field values is at rest (all the fields rest reads are known)."""
+    from checker.engines.interpreter import Row, _Env, _eval
+
+    env = _Env(None, None, {})
+    env.row = Row(dict(values), 0, 0)
+    rest = _TABLES[table].rest
+    assert rest is not None
+    return bool(_eval(rest, env, None))
 
 
 def _tables_created(body: tuple[Stmt, ...]) -> set[str]:
@@ -548,10 +601,26 @@ def generate(profile: Profile) -> str:
         lines.append(f"    T_{t.name} = m.tables[{t.name!r}]")
         lines.append(f"    D_{t.name} = m.defaults[{t.name!r}]")
     for t in SPEC.tables:
-        lines.append(f"    G_{t.name} = m.dead[{t.name!r}]")
-    lines += ["    TOMBSTONES = m.tombstones", "    fail = m.fail", "    bury = m.bury", "    ignored = m.ignored",
+        lines.append(f"    G_{t.name} = m.retired[{t.name!r}]")
+        if t.index is not None:
+            lines.append(f"    X_{t.name} = m.index[{t.name!r}]")
+    lines += ["    TOMBSTONES = m.tombstones", "    fail = m.fail", "    ignored = m.ignored",
               "    reused = m.reused",
               "    gap = m.gap", "    epoch = 0", "", "    def current_epoch():", "        return epoch", ""]
+    for t in SPEC.tables:
+        if t.rest is None:
+            continue
+        g = _Gen(profile, "<evict>")
+        cond = g.expr(t.rest, _Scope(row_table=t.name, row_var="r", key_var="k"), 3)
+        lines += [f"    def evict_{t.name}():", f"        while len(G_{t.name}) > TOMBSTONES:",
+                  f"            k = G_{t.name}.popleft()", f"            r = T_{t.name}.get(k)",
+                  "            if r is None:", "                continue",
+                  f"            r[{_ep(t.name) + 3}] = False",
+                  f"            if {cond}:", f"                del T_{t.name}[k]"]
+        if t.index is not None:
+            lines += [f"                b = X_{t.name}[k[{t.index}]]", "                del b[k]",
+                      "                if not b:", f"                    del X_{t.name}[k[{t.index}]]"]
+        lines.append("")
     ops: dict[str, list[EventKind]] = {}
     for (kind, op) in GROUPS:  # noqa: B007
         ops.setdefault(op, []).append(kind)

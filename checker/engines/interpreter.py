@@ -14,7 +14,9 @@ Semantics (shared with the compiled executor):
   otherwise it is counted as withheld.  ``abort`` ends the action either way.
 - A ``Create`` on a live row means the trace missed the old object's
   release: it is counted (``Result.reused``) and the new object replaces it.
-- Tombstones are kept per table up to ``TOMBSTONES_PER_TABLE``.
+- A row that reaches its table's ``rest`` condition is queued (once: a
+  row already waiting is not queued again); past ``TOMBSTONES_PER_TABLE``
+  queued keys, the oldest leave the queue and are forgotten if still at rest.
 
 Example
 -------
@@ -90,6 +92,7 @@ _ARITH = {
     ArithOp.BITOR: lambda a, b: a | b, ArithOp.FLOORDIV: lambda a, b: a // b,
 }
 _DEFAULTS = {t.name: {f.name: f.default for f in t.fields} for t in SPEC.tables}
+_TABLES = {t.name: t for t in SPEC.tables}
 _PROCS = {p.name: p for p in SPEC.procedures}
 
 
@@ -98,13 +101,14 @@ class _Halt(Exception):
 
 
 class Row:
-    __slots__ = ("fields", "epoch", "born", "last")
+    __slots__ = ("fields", "epoch", "born", "last", "queued")
 
     def __init__(self, fields: dict[str, Value], epoch: int, line: int) -> None:
         self.fields = fields
         self.epoch = epoch
         self.born = line
         self.last = line
+        self.queued = False  # its key waits in the table's retirement queue
 
 
 class _Env:
@@ -182,11 +186,12 @@ class Interpreter:
     """Replays canonical events against the spec for one profile."""
 
     def __init__(self, profile: Profile, file: str, *, unobserved: frozenset[str] = frozenset(),
-                 check_leaks: bool = True) -> None:
+                 check_leaks: bool = True, tombstones: int = TOMBSTONES_PER_TABLE) -> None:
         self.profile = profile
+        self.tombstones = tombstones
         self.file = file
         self.tables: dict[str, dict[Value, Row]] = {t.name: {} for t in SPEC.tables}
-        self.dead: dict[str, deque[Value]] = {t.name: deque() for t in SPEC.tables}
+        self.retired: dict[str, deque[Value]] = {t.name: deque() for t in SPEC.tables}
         self.epoch = 0
         self.active = {r.id for r in SPEC.rules if profile.admits_rule(r)}
         self.narrowed = narrowed_rules(unobserved) if unobserved else {}
@@ -264,26 +269,28 @@ class Interpreter:
             fields = dict(_DEFAULTS[s.table])
             fields.update(values)
             table.pop(key, None)
-            table[key] = Row(fields, self.epoch, self._line(env, end))
+            row = table[key] = Row(fields, self.epoch, self._line(env, end))
+            self._settle(s.table, key, row)
         elif t is Adopt:
             assert isinstance(s, Adopt)
             key = _eval(s.key, env, self)
             if key not in self.tables[s.table]:
                 fields = dict(_DEFAULTS[s.table])
                 fields.update({n: _eval(v, env, self) for n, v in s.values})
-                self.tables[s.table][key] = Row(fields, -1, 0)
+                row = self.tables[s.table][key] = Row(fields, -1, 0)
+                self._settle(s.table, key, row)
         elif t is Update:
             assert isinstance(s, Update)
             key = _eval(s.key, env, self)
             value = _eval(s.value, env, self)
             line = self._line(env, end)
-            row = self.tables[s.table].get(key)
-            if row is None:
-                row = self.tables[s.table][key] = Row(dict(_DEFAULTS[s.table]), self.epoch, line)
-            row.fields[s.name] = value
-            row.last = line
-            if s.name == "live" and not value:
-                self._bury(s.table, key)
+            target = self.tables[s.table].get(key)
+            if target is None:
+                target = self.tables[s.table][key] = Row(dict(_DEFAULTS[s.table]), self.epoch, line)
+            target.fields[s.name] = value
+            target.last = line
+            if s.name in _TABLES[s.table].rest_fields():
+                self._settle(s.table, key, target)
         elif t is If:
             assert isinstance(s, If)
             self._run(s.then if _eval(s.test, env, self) else s.orelse, env, end)
@@ -291,11 +298,16 @@ class Interpreter:
             assert isinstance(s, ForEach)
             table = self.tables[s.table]
             saved = (env.row_key, env.row)
-            for key in list(table):
-                row = table.get(key)
-                if row is None:
+            keys = list(table)
+            if s.index is not None:
+                part, value = _TABLES[s.table].index, _eval(s.index, env, self)
+                assert part is not None
+                keys = [k for k in keys if k[part] == value]  # type: ignore[index]
+            for key in keys:
+                visited = table.get(key)
+                if visited is None:
                     continue
-                env.row_key, env.row = key, row
+                env.row_key, env.row = key, visited
                 if _eval(s.where, env, self):
                     self._run(s.body, env, end)
             env.row_key, env.row = saved
@@ -319,14 +331,30 @@ class Interpreter:
         else:
             raise AssertionError(f"unknown statement {s!r}")
 
-    def _bury(self, table: str, key: Value) -> None:
-        q = self.dead[table]
+    def _at_rest(self, table: str, key: Value, row: Row) -> bool:
+        rest = _TABLES[table].rest
+        if rest is None:
+            return False
+        env = _Env(None, None, {})
+        env.row_key, env.row = key, row
+        return bool(_eval(rest, env, self))
+
+    def _settle(self, table: str, key: Value, row: Row) -> None:
+        """Queue a row that came to rest; forget the oldest queued rows still at rest past the bound."""
+        if row.queued or not self._at_rest(table, key, row):
+            return
+        row.queued = True
+        q = self.retired[table]
         q.append(key)
-        if len(q) > TOMBSTONES_PER_TABLE:
+        rows = self.tables[table]
+        while len(q) > self.tombstones:
             old = q.popleft()
-            row = self.tables[table].get(old)
-            if row is not None and not row.fields["live"]:
-                del self.tables[table][old]
+            r = rows.get(old)
+            if r is None:
+                continue
+            r.queued = False
+            if self._at_rest(table, old, r):
+                del rows[old]
 
     # -- findings --------------------------------------------------------------------------
 

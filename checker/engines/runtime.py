@@ -118,14 +118,18 @@ class CompiledExecutor:
     """Replays a canonical trace with the generated handlers for one profile."""
 
     def __init__(self, profile: Profile, file: str, *, unobserved: frozenset[str] = frozenset(),
-                 check_leaks: bool = True) -> None:
+                 check_leaks: bool = True, tombstones: int = TOMBSTONES_PER_TABLE) -> None:
         self.profile = profile
+        self.tombstones = tombstones
         self.file = file
         self.module = load_module(profile)
         self.tables: dict[str, dict[Value, list[Any]]] = {t.name: {} for t in SPEC.tables}
-        self.defaults: dict[str, list[Any]] = {t.name: [f.default for f in t.fields] + [0, 0, 0] for t in SPEC.tables}
+        # a row: its fields, then the gap epoch it was born in, born line, last line, and whether it is queued
+        self.defaults: dict[str, list[Any]] = {t.name: [f.default for f in t.fields] + [0, 0, 0, False]
+                                               for t in SPEC.tables}
         self.field_names = {t.name: t.field_names() for t in SPEC.tables}
-        self.dead: dict[str, deque[Value]] = {t.name: deque() for t in SPEC.tables}
+        self.retired: dict[str, deque[Value]] = {t.name: deque() for t in SPEC.tables}
+        self.index: dict[str, dict[Value, dict[Value, None]]] = {t.name: {} for t in SPEC.tables if t.index is not None}
         active = {r.id for r in SPEC.rules if profile.admits_rule(r)}
         self.narrowed = narrowed_rules(unobserved) if unobserved else {}
         self.result = Result(file, profile.name, leaks_checked=check_leaks,
@@ -153,17 +157,6 @@ class CompiledExecutor:
         n = len(names)
         fields = tuple(zip(names, row[:n], strict=True))
         return ObjectState(table, key, True, fields, row[n + 1], row[n + 2], row[n] < epoch)
-
-    tombstones = TOMBSTONES_PER_TABLE
-
-    def bury(self, table: str) -> None:
-        """Forget the oldest tombstone of ``table`` (the generated code queued the newest)."""
-        q = self.dead[table]
-        while len(q) > TOMBSTONES_PER_TABLE:
-            old = q.popleft()
-            row = self.tables[table].get(old)
-            if row is not None and not row[0]:
-                del self.tables[table][old]
 
     def ignored(self, reason: str) -> None:
         self.result.ignored[reason] += 1
