@@ -114,6 +114,12 @@ class _Scope:
     row_var: str = ""
     key_var: str = ""
     present: set[str] = field(default_factory=set)  # row variables known not to be the default row
+    keys: dict[Expr, str] = field(default_factory=dict)  # composite keys already built, by expression
+
+    def branch(self) -> _Scope:
+        """The scope of a branch: sees what is known here; what it learns stays inside."""
+        return _Scope(dict(self.rows), dict(self.locals), self.row_table, self.row_var, self.key_var, set(self.present),
+                      dict(self.keys))
 
 
 class _Gen:
@@ -165,8 +171,13 @@ class _Gen:
             assert sc.row_table is not None
             return f"{sc.row_var}[{_IDX[sc.row_table][e.name]}]"
         if isinstance(e, Key):
+            if e in sc.keys:
+                return sc.keys[e]
             parts = [self.expr(p, sc, ind) for p in e.parts]
-            return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+            var = self.var("key")
+            self.emit(ind, f"{var} = (" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")")
+            sc.keys[e] = var
+            return var
         if isinstance(e, KeyPart):
             return f"{self.expr(e.key, sc, ind)}[{e.index}]"
         if isinstance(e, Get):
@@ -346,7 +357,7 @@ class _Gen:
             test = self.expr(s.test, sc, ind)
             self.emit(ind, f"if {test}:")
             writes = _tables_created(s.then) | _tables_created(s.orelse)
-            inner = _Scope(dict(sc.rows), dict(sc.locals), sc.row_table, sc.row_var, sc.key_var, set(sc.present))
+            inner = sc.branch()
             before = len(self.lines)
             self.stmts(s.then, inner, ind + 1)
             if len(self.lines) == before:
@@ -354,7 +365,7 @@ class _Gen:
             branches = [inner]
             if s.orelse:
                 self.emit(ind, "else:")
-                inner = _Scope(dict(sc.rows), dict(sc.locals), sc.row_table, sc.row_var, sc.key_var, set(sc.present))
+                inner = sc.branch()
                 before = len(self.lines)
                 self.stmts(s.orelse, inner, ind + 1)
                 if len(self.lines) == before:
