@@ -464,7 +464,7 @@ def _norm(name: str, ptype: ParamType, optional: bool, ind: int) -> list[str]:
         out.append(f"{pad}        raise Bad")
     elif ptype is ParamType.IOCTL:
         out.append(f"{pad}if {guard}True:")
-        out.append(f"{pad}    {v} = norm_ioctl({v})")
+        out.append(f"{pad}    {v} = IOCTLS.get({v}) or norm_ioctl({v})")
     elif ptype is ParamType.FCNTL:
         out.append(f"{pad}if {guard}True:")
         out.append(f"{pad}    {v} = norm_fcntl({v})")
@@ -500,7 +500,7 @@ def _structs() -> list[str]:
     for op in sorted(by_op):
         params = by_op[op]
         ident = _ident(op)
-        out.append(f"class A_{ident}(msgspec.Struct):")
+        out.append(f"class A_{ident}(msgspec.Struct, gc=False):")
         required = [(n, t) for n, (t, r) in params.items() if r]
         optional = [(n, t) for n, (t, r) in params.items() if not r]
         for n, t in required:
@@ -513,7 +513,7 @@ def _structs() -> list[str]:
         out.append("")
         kinds = sorted(k.value for (k, o) in PARAMS if o == op)
         default_kind = "call" if "call" in kinds else None
-        out.append(f"class E_{ident}(msgspec.Struct, tag_field='op', tag={op!r}):")
+        out.append(f"class E_{ident}(msgspec.Struct, tag_field='op', tag={op!r}, gc=False):")
         out.append("    tid: int")
         if required:
             out.append(f"    args: A_{ident}")
@@ -596,8 +596,8 @@ def generate(profile: Profile) -> str:
         "",
         "import msgspec",
         "",
-        "from checker.engines.runtime import ACCESS, BAD, DIRS, ERR_PTR_MIN, ERRPTR_PREFIXES, WHENCES, Bad, errno_of, "
-        "handle, is_err_ptr, norm_fcntl, norm_ioctl",
+        "from checker.engines.runtime import ACCESS, BAD, DIRS, ERR_PTR_MIN, ERRPTR_PREFIXES, IOCTLS, WHENCES, Bad, "
+        "errno_of, handle, is_err_ptr, norm_fcntl, norm_ioctl",
         "",
         f"PROFILE = {profile.name!r}",
         f"DIGEST = {spec_digest()!r}",

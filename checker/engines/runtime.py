@@ -1,6 +1,6 @@
 """The compiled executor: runs generated handlers over a stream of JSON Lines.
 
-The input is read in 1 MiB blocks, cut at the last newline, and each block is
+The input is read in 32 KiB blocks, cut at the last newline, and each block is
 decoded by msgspec into typed event structs in one call; the generated
 handler of each event's op then updates the state.  Memory stays flat: one
 block of events at a time, plus the model's live objects and a bounded number
@@ -44,16 +44,21 @@ from spec.lang import Profile, Value
 from spec.profiles import PROFILES
 from spec.values import ERR_PTR_MIN, FCNTL_NAMES, handle
 
-__all__ = ["ACCESS", "BAD", "DIRS", "ERR_PTR_MIN", "ERRPTR_PREFIXES", "WHENCES", "Bad", "CompiledExecutor", "errno_of",
+__all__ = ["ACCESS", "BAD", "DIRS", "ERR_PTR_MIN", "ERRPTR_PREFIXES", "IOCTLS", "WHENCES", "Bad", "CompiledExecutor", "errno_of",
            "handle",
            "is_err_ptr", "norm_fcntl", "norm_ioctl"]
 
 DIRS: dict[Any, int] = {**K.DIRECTIONS, **{v: v for v in K.DIRECTIONS.values()}}
 WHENCES: dict[Any, int] = dict(K.WHENCES)
 ACCESS: dict[Any, int] = {**K.ACCESS_NAMES, **{v: v for v in K.ACCESS_NAMES.values()}}
+# known ioctl commands, by name and by number, to the name (anything else goes through norm_ioctl)
+IOCTLS: dict[Any, str] = {**{n: n for n in K.IOCTLS}, **K.IOCTL_NAMES,
+                          **{a: K.IOCTL_ALIASES[a] for a in K.IOCTL_ALIASES}}
 ERRPTR_PREFIXES = frozenset({"0xfffffffffffff", "0xFFFFFFFFFFFFF"})
 BAD = object()
-BLOCK = 1 << 20
+# Decode a block at a time: small enough that its events are still in the CPU cache when the handlers read
+# them (1 MiB blocks measured 30% slower), large enough that the per-block cost does not show.
+BLOCK = 1 << 15
 _FCNTL_BY_NAME = {v: k for k, v in FCNTL_NAMES.items()}
 
 
