@@ -44,9 +44,8 @@ from spec.lang import Profile, Value
 from spec.profiles import PROFILES
 from spec.values import ERR_PTR_MIN, FCNTL_NAMES, handle
 
-__all__ = ["ACCESS", "BAD", "DIRS", "ERR_PTR_MIN", "ERRPTR_PREFIXES", "IOCTLS", "WHENCES", "Bad", "CompiledExecutor", "errno_of",
-           "handle",
-           "is_err_ptr", "norm_fcntl", "norm_ioctl"]
+__all__ = ["ACCESS", "BAD", "DIRS", "ERR_PTR_MIN", "ERRPTR_PREFIXES", "IOCTLS", "WHENCES", "Bad", "CompiledExecutor",
+           "errno_of", "handle", "is_err_ptr", "norm_fcntl", "norm_ioctl"]
 
 DIRS: dict[Any, int] = {**K.DIRECTIONS, **{v: v for v in K.DIRECTIONS.values()}}
 WHENCES: dict[Any, int] = dict(K.WHENCES)
