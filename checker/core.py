@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 from spec.lang import Value
 
-# How many released objects per table each engine remembers, so that a use
-# after release is recognised; older tombstones are forgotten (a later use of
-# such a handle is an unknown object, never a false finding).
-TOMBSTONES_PER_TABLE = 1 << 16
+# How many objects at rest (released, unlocked, signalled...) each engine
+# remembers per table, so that a use after release is recognised; older ones
+# are forgotten (a later use of such a handle is an unknown object, never a
+# false finding).  This bounds the model's memory whatever the trace's length.
+TOMBSTONES_PER_TABLE = 1 << 14
 
 
 class InputError(Exception):
