@@ -40,9 +40,9 @@ from spec import SPEC
 from spec import kernel as K
 from spec.analysis import narrowed_rules
 from spec.kernel import is_err_ptr
-from spec.lang import Profile, Value
+from spec.lang import ParamType, Profile, Value
 from spec.profiles import PROFILES
-from spec.values import ERR_PTR_MIN, FCNTL_NAMES, handle
+from spec.values import ERR_PTR_MIN, handle, normalize
 
 __all__ = ["ACCESS", "BAD", "DIRS", "ERR_PTR_MIN", "ERRPTR_PREFIXES", "IOCTLS", "WHENCES", "Bad", "CompiledExecutor",
            "errno_of", "handle", "is_err_ptr", "norm_fcntl", "norm_ioctl"]
@@ -58,7 +58,6 @@ BAD = object()
 # Decode a block at a time: small enough that its events are still in the CPU cache when the handlers read
 # them (1 MiB blocks measured 30% slower), large enough that the per-block cost does not show.
 BLOCK = 1 << 15
-_FCNTL_BY_NAME = {v: k for k, v in FCNTL_NAMES.items()}
 
 
 def errno_of(err_ptr: str) -> int:
@@ -71,21 +70,18 @@ class Bad(Exception):
 
 
 def norm_ioctl(value: int | str) -> str:
-    if isinstance(value, str) and not value.startswith("0x"):
-        return K.IOCTL_ALIASES.get(value, value)
+    """An ioctl command the ``IOCTLS`` table does not know, normalised as the spec says, or ``Bad``."""
     try:
-        number = int(value, 16) if isinstance(value, str) else value
+        return str(normalize(ParamType.IOCTL, value))
     except ValueError:
         raise Bad from None
-    return K.IOCTL_NAMES.get(number, hex(number))
 
 
 def norm_fcntl(value: int | str) -> str:
-    if isinstance(value, str):
-        if value not in _FCNTL_BY_NAME:
-            raise Bad
-        return value
-    return FCNTL_NAMES.get(value, f"F_{value}")
+    try:
+        return str(normalize(ParamType.FCNTL, value))
+    except ValueError:
+        raise Bad from None
 
 
 _MODULES: dict[tuple[str, tuple[int, int], frozenset[str]], types.ModuleType] = {}
