@@ -12,7 +12,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from spec.lang import Value
+from spec import SPEC
+from spec.analysis import narrowed_rules
+from spec.lang import Profile, Value
+
+_RULES = {r.id: r for r in SPEC.rules}
 
 # How many objects at rest (released, unlocked, signalled...) each engine
 # remembers per table, so that a use after release is recognised; older ones
@@ -96,3 +100,22 @@ class Result:
     @property
     def inconclusive(self) -> bool:
         return bool(self.withheld) or bool(self.errors)
+
+    def judge(self, rule: str, line: int, op: str, tid: int | None, states: tuple[ObjectState, ...]) -> None:
+        """Record a broken rule: a finding, or withheld when the trace cannot prove it.
+
+        It cannot when the rule depends on an op the trace does not record, or
+        when any object involved is uncertain (adopted mid-trace, or alive
+        across a gap).  Both engines report through here.
+        """
+        if rule in self.narrowed or any(s.uncertain for s in states):
+            self.withheld[rule] += 1
+        else:
+            self.findings.append(Finding(rule, line, op, tid, states))
+
+
+def new_result(file: str, profile: Profile, unobserved: frozenset[str], check_leaks: bool) -> Result:
+    """The empty result of checking ``file``, with the rules the trace cannot decide."""
+    narrowed = narrowed_rules(unobserved) if unobserved else {}
+    return Result(file, profile.name, leaks_checked=check_leaks,
+                  narrowed={r: ops for r, ops in narrowed.items() if profile.admits_rule(_RULES[r])})

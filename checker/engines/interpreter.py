@@ -37,10 +37,9 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from checker.core import TOMBSTONES_PER_TABLE, Finding, InputError, ObjectState, Result
+from checker.core import TOMBSTONES_PER_TABLE, InputError, ObjectState, Result, new_result
 from checker.trace import Event, event_ret, load_line, select, validate
 from spec import SPEC
-from spec.analysis import narrowed_rules
 from spec.kernel import is_err_ptr
 from spec.lang import (
     Adopt,
@@ -194,10 +193,8 @@ class Interpreter:
         self.retired: dict[str, deque[Value]] = {t.name: deque() for t in SPEC.tables}
         self.epoch = 0
         self.active = {r.id for r in SPEC.rules if profile.admits_rule(r)}
-        self.narrowed = narrowed_rules(unobserved) if unobserved else {}
         self.check_leaks = check_leaks
-        self.result = Result(file, profile.name, leaks_checked=check_leaks,
-                             narrowed={r: ops for r, ops in self.narrowed.items() if r in self.active})
+        self.result = new_result(file, profile, unobserved, check_leaks)
         self.last_line = 0
 
     # -- feeding ---------------------------------------------------------------------------
@@ -359,11 +356,7 @@ class Interpreter:
     # -- findings --------------------------------------------------------------------------
 
     def _report(self, rule: str, line: int, op: str, tid: int | None, objs: tuple[tuple[str, Value], ...]) -> None:
-        states = tuple(self._state(t, k) for t, k in objs)
-        if rule in self.narrowed or any(s.uncertain for s in states):
-            self.result.withheld[rule] += 1
-            return
-        self.result.findings.append(Finding(rule, line, op, tid, states))
+        self.result.judge(rule, line, op, tid, tuple(self._state(t, k) for t, k in objs))
 
     def _state(self, table: str, key: Value) -> ObjectState:
         row = self.tables[table].get(key)

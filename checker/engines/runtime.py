@@ -34,11 +34,10 @@ from typing import IO, Any
 
 import msgspec
 
-from checker.core import TOMBSTONES_PER_TABLE, Finding, InputError, ObjectState, Result
+from checker.core import TOMBSTONES_PER_TABLE, InputError, ObjectState, Result, new_result
 from checker.trace import event_ret, load_line, select, validate
 from spec import SPEC
 from spec import kernel as K
-from spec.analysis import narrowed_rules
 from spec.kernel import is_err_ptr
 from spec.lang import ParamType, Profile, Value
 from spec.profiles import PROFILES
@@ -130,10 +129,7 @@ class CompiledExecutor:
         self.field_names = {t.name: t.field_names() for t in SPEC.tables}
         self.retired: dict[str, deque[Value]] = {t.name: deque() for t in SPEC.tables}
         self.index: dict[str, dict[Value, dict[Value, None]]] = {t.name: {} for t in SPEC.tables if t.index is not None}
-        active = {r.id for r in SPEC.rules if profile.admits_rule(r)}
-        self.narrowed = narrowed_rules(unobserved) if unobserved else {}
-        self.result = Result(file, profile.name, leaks_checked=check_leaks,
-                             narrowed={r: ops for r, ops in self.narrowed.items() if r in active})
+        self.result = new_result(file, profile, unobserved, check_leaks)
         self.check_leaks = check_leaks
         self.handlers, self._at_end, self._epoch = self.module.bind(self)
         self.last_line = 0
@@ -142,11 +138,7 @@ class CompiledExecutor:
 
     def fail(self, rule: str, line: int, op: str, tid: int | None, objs: tuple[tuple[str, Value], ...]) -> None:
         epoch = self._epoch()
-        states = tuple(self._state(t, k, epoch) for t, k in objs)
-        if rule in self.narrowed or any(s.uncertain for s in states):
-            self.result.withheld[rule] += 1
-            return
-        self.result.findings.append(Finding(rule, line, op, tid, states))
+        self.result.judge(rule, line, op, tid, tuple(self._state(t, k, epoch) for t, k in objs))
 
     def _state(self, table: str, key: Value, epoch: int) -> ObjectState:
         row = self.tables[table].get(key)
