@@ -26,6 +26,18 @@ def test_regenerating_the_compiled_executor_is_a_no_op(profile) -> None:
         assert f.read() == compiler.generate(profile), "run: python -m checker.engines.compiler"
 
 
+def test_regenerating_the_event_structs_is_a_no_op() -> None:
+    with open(compiler.EVENTS_PATH) as f:
+        assert f.read() == compiler.generate_events(), "run: python -m checker.engines.compiler"
+
+
+def test_checked_in_modules_are_the_ones_loaded() -> None:
+    from checker.engines.runtime import events_module, load_module
+
+    assert load_module(SPEC.profiles[-1]).__name__ == "checker.engines.generated.p_latest"
+    assert events_module().__name__ == "checker.engines.generated.events"
+
+
 def _value(ptype: ParamType) -> st.SearchStrategy[object]:
     return {
         ParamType.HANDLE: st.sampled_from(HANDLES),

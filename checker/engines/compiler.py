@@ -582,12 +582,11 @@ def _handler(profile: Profile, op: str, kinds: list[EventKind]) -> tuple[list[st
     return out, used
 
 
-def generate(profile: Profile) -> str:
-    """The source of the compiled executor module for ``profile``."""
+def generate_events() -> str:
+    """The source of the event structs and their decoder: the same for every profile."""
     lines = [
         HEADER,
-        f"# profile: {profile.name} (Linux {profile.version[0]}.{profile.version[1]}"
-        f"{', ' + ', '.join(sorted(profile.features)) if profile.features else ''}); spec digest: {spec_digest()}",
+        f"# the canonical events, one msgspec Struct per op; spec digest: {spec_digest()}",
         "# ruff: noqa",
         "# mypy: ignore-errors",
         "from __future__ import annotations",
@@ -596,17 +595,31 @@ def generate(profile: Profile) -> str:
         "",
         "import msgspec",
         "",
-        "from checker.engines.runtime import ACCESS, BAD, DIRS, ERR_PTR_MIN, ERRPTR_PREFIXES, IOCTLS, WHENCES, Bad, "
-        "errno_of, handle, is_err_ptr, norm_fcntl, norm_ioctl",
-        "",
-        f"PROFILE = {profile.name!r}",
         f"DIGEST = {spec_digest()!r}",
         "Kind = Literal['call', 'syscall', 'callback', 'annotation']",
         "Ctx = Literal['task', 'softirq', 'hardirq', 'atomic']",
         "",
         "",
     ]
-    lines += _structs()
+    return "\n".join(lines + _structs()) + "\n"
+
+
+def generate(profile: Profile) -> str:
+    """The source of the compiled executor module for ``profile``."""
+    lines = [
+        HEADER,
+        f"# profile: {profile.name} (Linux {profile.version[0]}.{profile.version[1]}"
+        f"{', ' + ', '.join(sorted(profile.features)) if profile.features else ''}); spec digest: {spec_digest()}",
+        "# ruff: noqa",
+        "# mypy: ignore-errors",
+        "from checker.engines.runtime import ACCESS, BAD, DIRS, ERR_PTR_MIN, ERRPTR_PREFIXES, IOCTLS, WHENCES, Bad, "
+        "errno_of, events_module, handle, is_err_ptr, norm_fcntl, norm_ioctl",
+        "",
+        f"PROFILE = {profile.name!r}",
+        f"DIGEST = {spec_digest()!r}",
+        "EV = events_module()",
+        "DECODER = EV.DECODER",
+    ]
     lines += ["", "", "def bind(m):", '    """Handlers closed over the state of executor ``m``."""']
     for t in SPEC.tables:
         lines.append(f"    T_{t.name} = m.tables[{t.name!r}]")
@@ -652,7 +665,7 @@ def generate(profile: Profile) -> str:
     lines.append("")
     lines.append("    handlers = {")
     for op, name in handler_names:
-        lines.append(f"        E_{_ident(op)}: {name},")
+        lines.append(f"        EV.E_{_ident(op)}: {name},")
     lines.append("    }")
     lines.append("    return handlers, at_end, current_epoch")
     return "\n".join(lines) + "\n"
@@ -662,12 +675,16 @@ def module_path(profile: Profile) -> str:
     return os.path.join(GENERATED_DIR, f"p_{_ident(profile.name)}.py")
 
 
+EVENTS_PATH = os.path.join(GENERATED_DIR, "events.py")
+
+
 def main() -> None:
-    """Rewrite the checked-in generated modules (one per named profile)."""
-    for p in PROFILES:
-        with open(module_path(p), "w") as f:
-            f.write(generate(p))
-        print(f"wrote {module_path(p)}", file=sys.stderr)
+    """Rewrite the checked-in generated modules: the events, and one executor per named profile."""
+    outputs = [(EVENTS_PATH, generate_events())] + [(module_path(p), generate(p)) for p in PROFILES]
+    for path, source in outputs:
+        with open(path, "w") as f:
+            f.write(source)
+        print(f"wrote {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from spec.profiles import PROFILES
 from spec.values import ERR_PTR_MIN, handle, normalize
 
 __all__ = ["ACCESS", "BAD", "DIRS", "ERR_PTR_MIN", "ERRPTR_PREFIXES", "IOCTLS", "WHENCES", "Bad", "CompiledExecutor",
-           "errno_of", "handle", "is_err_ptr", "norm_fcntl", "norm_ioctl"]
+           "errno_of", "events_module", "handle", "is_err_ptr", "norm_fcntl", "norm_ioctl"]
 
 DIRS: dict[Any, int] = {**K.DIRECTIONS, **{v: v for v in K.DIRECTIONS.values()}}
 WHENCES: dict[Any, int] = dict(K.WHENCES)
@@ -84,6 +84,30 @@ def norm_fcntl(value: int | str) -> str:
 
 
 _MODULES: dict[tuple[str, tuple[int, int], frozenset[str]], types.ModuleType] = {}
+_EVENTS: list[types.ModuleType] = []
+
+
+def _exec_module(name: str, source: str) -> types.ModuleType:
+    mod = types.ModuleType(name)
+    sys.modules[name] = mod  # msgspec resolves the structs' annotations through it
+    exec(compile(source, f"<{name}>", "exec"), mod.__dict__)  # noqa: S102
+    return mod
+
+
+def events_module() -> types.ModuleType:
+    """The event structs and decoder: checked in, or generated now if the spec changed since."""
+    if not _EVENTS:
+        from checker.engines import compiler
+
+        mod: types.ModuleType | None
+        try:
+            mod = importlib.import_module("checker.engines.generated.events")
+        except ImportError:
+            mod = None
+        if mod is None or getattr(mod, "DIGEST", None) != compiler.spec_digest():
+            mod = _exec_module(f"dmaspec_events_{compiler.spec_digest()}", compiler.generate_events())
+        _EVENTS.append(mod)
+    return _EVENTS[0]
 
 
 def load_module(profile: Profile) -> types.ModuleType:
@@ -103,12 +127,8 @@ def load_module(profile: Profile) -> types.ModuleType:
         if mod is not None and getattr(mod, "DIGEST", None) != compiler.spec_digest():
             mod = None  # stale: the spec changed since it was generated
     if mod is None:
-        source = compiler.generate(profile)
         version = compiler._ident(".".join(map(str, profile.version)))
-        name = f"dmaspec_compiled_{compiler._ident(profile.name)}_{version}"
-        mod = types.ModuleType(name)
-        sys.modules[name] = mod  # msgspec resolves the structs' annotations through it
-        exec(compile(source, f"<dmaspec compiled {profile.name}>", "exec"), mod.__dict__)  # noqa: S102
+        mod = _exec_module(f"dmaspec_compiled_{compiler._ident(profile.name)}_{version}", compiler.generate(profile))
     _MODULES[key] = mod
     return mod
 
