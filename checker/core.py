@@ -9,6 +9,8 @@ prints.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -112,6 +114,42 @@ class Result:
             self.withheld[rule] += 1
         else:
             self.findings.append(Finding(rule, line, op, tid, states))
+
+
+# Object fields that are the same from run to run (names, sizes, directions), unlike pointers and times.
+STABLE_FIELDS = frozenset({"exp_name", "dev", "size", "direction", "dynamic", "cloexec", "length"})
+
+
+def fingerprints(result: Result) -> list[str]:
+    """A stable fingerprint for each finding of ``result``, in order.
+
+    Built from what does not change between two runs of the same program: the
+    rule, the operation, the trace's file name, the kinds (roles) of the objects
+    involved and their run-stable attributes (exporter name, device, size,
+    direction), and how many findings with all of that came before it in the
+    trace; never from raw pointers, fd numbers, pids or times.
+
+    >>> import io
+    >>> from checker.api import check_stream
+    >>> r = check_stream(io.BytesIO(b'{"op":"dma_buf_export","tid":1,"args":{"exp_name":"i915"},"ret":"0xffff1"}\\n'
+    ...                             b'{"op":"dma_buf_put","tid":1,"args":{"dmabuf":"0xffff1"}}\\n'
+    ...                             b'{"op":"dma_buf_put","tid":1,"args":{"dmabuf":"0xffff1"}}\\n'), "run1/app.jsonl")
+    >>> r2 = check_stream(io.BytesIO(b'{"op":"dma_buf_export","tid":9,"args":{"exp_name":"i915"},"ret":"0xabcd"}\\n'
+    ...                              b'{"op":"dma_buf_put","tid":9,"args":{"dmabuf":"0xabcd"}}\\n'
+    ...                              b'{"op":"dma_buf_put","tid":9,"args":{"dmabuf":"0xabcd"}}\\n'), "run2/app.jsonl")
+    >>> fingerprints(r) == fingerprints(r2)
+    True
+    """
+    seen: Counter[str] = Counter()
+    out = []
+    name = os.path.basename(result.file)
+    for f in result.findings:
+        roles = "|".join(o.table for o in f.objects)
+        attrs = "|".join(f"{k}={v!r}" for o in f.objects for k, v in sorted(o.fields) if k in STABLE_FIELDS)
+        base = f"{f.rule}\0{f.op}\0{name}\0{roles}\0{attrs}"
+        seen[base] += 1
+        out.append(hashlib.sha256(f"{base}\0{seen[base]}".encode()).hexdigest()[:24])
+    return out
 
 
 def new_result(file: str, profile: Profile, unobserved: frozenset[str], check_leaks: bool) -> Result:
