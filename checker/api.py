@@ -44,7 +44,8 @@ def read_header(stream: IO[bytes], file: str) -> tuple[Header | None, bytes, int
 
 def check_stream(stream: IO[bytes], file: str, *, profile: str | None = None, engine: Engine = "compiled",
                  keep_going: bool = False, check_leaks: bool = True, unobserved: frozenset[str] = frozenset(),
-                 progress: Callable[[int], None] | None = None, tombstones: int = TOMBSTONES_PER_TABLE) -> Result:
+                 progress: Callable[[int, int], None] | None = None,
+                 tombstones: int = TOMBSTONES_PER_TABLE) -> Result:
     """Check one trace read from ``stream``; ``profile`` overrides the header's."""
     header, pending, consumed = read_header(stream, file)
     name = profile or (header.profile if header else None) or "latest"

@@ -7,10 +7,13 @@ Exit status: 0 clean, 1 findings, 2 bad input or usage, 3 inconclusive
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
-from typing import NoReturn
+import time
+from typing import NoReturn, cast
 
-from checker import report
+from checker import baseline, report
 from checker.api import check_file
 from checker.core import InputError, Result
 from checker.trace import OPS_BY_NAME, expand_paths
@@ -19,6 +22,7 @@ from spec import profile as find_profile
 from spec.lint import lint
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_INPUT, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+FORMATS = ("text", "json", "sarif", "junit", "html")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,7 +43,13 @@ def _parser() -> argparse.ArgumentParser:
                    "6.1); default: the trace header's, else latest")
     c.add_argument("--engine", choices=("compiled", "interpreter"), default="compiled",
                    help="compiled (fast, default) or the reference interpreter")
-    c.add_argument("--format", choices=("text", "json"), default="text")
+    c.add_argument("--format", choices=FORMATS, default="text", help="the report on standard output")
+    c.add_argument("--output", action="append", default=[], metavar="FORMAT=FILE",
+                   help="also write a report to FILE (repeatable), e.g. --output sarif=dmaspec.sarif "
+                   "--output html=report.html")
+    c.add_argument("--junit-per-rule", action="store_true", help="JUnit: one test case per trace and rule")
+    c.add_argument("--baseline", metavar="FILE", help="report only findings not recorded in FILE")
+    c.add_argument("--write-baseline", metavar="FILE", help="record every finding's fingerprint in FILE")
     c.add_argument("--keep-going", action="store_true", help="report bad lines and check the rest of the file")
     c.add_argument("--no-leaks", action="store_true", help="do not check end-of-trace obligations (the trace stops "
                    "before the program's end)")
@@ -54,48 +64,117 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def render(fmt: str, results: list[Result], errors: list[InputError], status: int, args: argparse.Namespace,
+           color: bool = False) -> str:
+    """The report in ``fmt``: every reporter renders the same results."""
+    if fmt == "text":
+        return report.text(results, args.engine, errors, quiet=args.quiet, color=color)
+    if fmt == "json":
+        return report.as_json(results, status, errors, args.engine)
+    reporter = importlib.import_module(f"checker.reporters.{fmt}")
+    if fmt == "sarif":
+        return cast(str, reporter.render(results, engine=args.engine))
+    if fmt == "junit":
+        return cast(str, reporter.render(results, errors, per_rule=args.junit_per_rule, engine=args.engine))
+    return cast(str, reporter.render(results, errors, engine=args.engine))
+
+
+class _Progress:
+    """A progress line on a terminal: events read, rate, findings so far."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.start = self.last = time.monotonic()
+        self.shown = False
+
+    def __call__(self, line: int, findings: int) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.25:
+            return
+        self.last = now
+        rate = line / max(now - self.start, 1e-9)
+        sys.stderr.write(f"\r\033[K{self.path}: {line:,} lines, {rate:,.0f}/s, {findings} finding(s)")
+        sys.stderr.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def _outputs(specs: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for spec in specs:
+        fmt, sep, path = spec.partition("=")
+        if not sep or fmt not in FORMATS or not path:
+            raise ValueError(f"--output takes FORMAT=FILE with FORMAT one of {', '.join(FORMATS)}, not {spec!r}")
+        out.append((fmt, path))
+    return out
+
+
 def _check(args: argparse.Namespace) -> int:
     unobserved = frozenset(x.strip() for x in args.unobserved.split(",") if x.strip())
     unknown = sorted(x for x in unobserved if x not in OPS_BY_NAME)
     if unknown:
         print(f"dmaspec: error: --unobserved names unknown ops: {', '.join(unknown)}", file=sys.stderr)
         return EXIT_INPUT
-    if args.profile:
-        try:
+    try:
+        outputs = _outputs(args.output)
+        if args.profile:
             find_profile(args.profile)
-        except ValueError as e:
-            print(f"dmaspec: error: {e}", file=sys.stderr)
-            return EXIT_INPUT
+    except ValueError as e:
+        print(f"dmaspec: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
     try:
         paths = expand_paths(args.paths)
+        known = baseline.load(args.baseline) if args.baseline else None
     except InputError as e:
         print(f"dmaspec: error: {e}", file=sys.stderr)
         return EXIT_INPUT
     results: list[Result] = []
     errors: list[InputError] = []
+    show_progress = sys.stderr.isatty() and not args.quiet and args.engine == "compiled"
     for path in paths:
+        progress = _Progress(path) if show_progress else None
         try:
             result = check_file(path, profile=args.profile, engine=args.engine, keep_going=args.keep_going,
-                                check_leaks=not args.no_leaks, unobserved=unobserved)
+                                check_leaks=not args.no_leaks, unobserved=unobserved, progress=progress)
         except InputError as err:
             errors.append(err)
             if not args.keep_going:
                 break
             continue
+        finally:
+            if progress is not None:
+                progress.done()
         results.append(result)
         errors += result.errors
+    if args.write_baseline:
+        n = baseline.write(args.write_baseline, results)
+        print(f"dmaspec: wrote {n} finding(s) to the baseline {args.write_baseline}", file=sys.stderr)
+    if known is not None:
+        baseline.apply(results, known)
     if errors:
         status = EXIT_INPUT
+    elif args.write_baseline:
+        status = EXIT_CLEAN
     elif any(r.findings for r in results):
         status = EXIT_FINDINGS
     elif any(r.inconclusive for r in results):
         status = EXIT_INCONCLUSIVE
     else:
         status = EXIT_CLEAN
-    if args.format == "json":
-        sys.stdout.write(report.as_json(results, status, errors, args.engine))
-    else:
-        sys.stdout.write(report.text(results, args.engine, errors, quiet=args.quiet))
+    color = args.format == "text" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    sys.stdout.write(render(args.format, results, errors, status, args, color))
+    for fmt, path in outputs:
+        try:
+            with open(path, "w", encoding="utf-8") as out:
+                out.write(render(fmt, results, errors, status, args))
+        except OSError as e:
+            print(f"dmaspec: error: cannot write {path}: {e.strerror}", file=sys.stderr)
+            return EXIT_INPUT
+    if args.format != "json":
         for error in errors:
             print(f"{error}", file=sys.stderr)
     return status

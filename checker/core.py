@@ -70,6 +70,7 @@ class Finding:
     op: str
     tid: int | None
     objects: tuple[ObjectState, ...]
+    fingerprint: str = ""  # stable across runs: see fingerprints()
 
     @property
     def related_lines(self) -> tuple[int, ...]:
@@ -98,6 +99,8 @@ class Result:
     errors: list[InputError] = field(default_factory=list)
     narrowed: dict[str, tuple[str, ...]] = field(default_factory=dict)  # rule -> unobserved ops it needs
     leaks_checked: bool = True
+    suppressed: int = 0  # findings known from a baseline, not reported
+    _fingerprint_counts: Counter[str] = field(default_factory=Counter, repr=False)
 
     @property
     def inconclusive(self) -> bool:
@@ -112,8 +115,13 @@ class Result:
         """
         if rule in self.narrowed or any(s.uncertain for s in states):
             self.withheld[rule] += 1
-        else:
-            self.findings.append(Finding(rule, line, op, tid, states))
+            return
+        roles = "|".join(o.table for o in states)
+        attrs = "|".join(f"{k}={v!r}" for o in states for k, v in sorted(o.fields) if k in STABLE_FIELDS)
+        base = f"{rule}\0{op}\0{os.path.basename(self.file)}\0{roles}\0{attrs}"
+        self._fingerprint_counts[base] += 1
+        fingerprint = hashlib.sha256(f"{base}\0{self._fingerprint_counts[base]}".encode()).hexdigest()[:24]
+        self.findings.append(Finding(rule, line, op, tid, states, fingerprint))
 
 
 # Object fields that are the same from run to run (names, sizes, directions), unlike pointers and times.
@@ -121,7 +129,7 @@ STABLE_FIELDS = frozenset({"exp_name", "dev", "size", "direction", "dynamic", "c
 
 
 def fingerprints(result: Result) -> list[str]:
-    """A stable fingerprint for each finding of ``result``, in order.
+    """The stable fingerprint of each finding of ``result``, in order (given when the finding was made).
 
     Built from what does not change between two runs of the same program: the
     rule, the operation, the trace's file name, the kinds (roles) of the objects
@@ -140,16 +148,7 @@ def fingerprints(result: Result) -> list[str]:
     >>> fingerprints(r) == fingerprints(r2)
     True
     """
-    seen: Counter[str] = Counter()
-    out = []
-    name = os.path.basename(result.file)
-    for f in result.findings:
-        roles = "|".join(o.table for o in f.objects)
-        attrs = "|".join(f"{k}={v!r}" for o in f.objects for k, v in sorted(o.fields) if k in STABLE_FIELDS)
-        base = f"{f.rule}\0{f.op}\0{name}\0{roles}\0{attrs}"
-        seen[base] += 1
-        out.append(hashlib.sha256(f"{base}\0{seen[base]}".encode()).hexdigest()[:24])
-    return out
+    return [f.fingerprint for f in result.findings]
 
 
 def new_result(file: str, profile: Profile, unobserved: frozenset[str], check_leaks: bool) -> Result:

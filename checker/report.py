@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from checker.core import Finding, InputError, Result
+from checker.core import Finding, InputError, Result, fingerprints
 from spec import SPEC
 from spec.lang import Rule
 
@@ -68,9 +68,20 @@ def _clip(text: str, width: int = 150) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def finding_text(f: Finding, result: Result, lines: dict[int, str], engine: str = "compiled") -> str:
+_COLORS = {"error": "\033[1;31m", "warning": "\033[1;33m", "rule": "\033[1m", "mark": "\033[1;36m",
+           "dim": "\033[2m"}
+_RESET = "\033[0m"
+
+
+def _paint(text: str, what: str, color: bool) -> str:
+    return f"{_COLORS[what]}{text}{_RESET}" if color else text
+
+
+def finding_text(f: Finding, result: Result, lines: dict[int, str], engine: str = "compiled",
+                 color: bool = False) -> str:
     rule = _RULES[f.rule]
-    out = [f"{result.file}:{f.line}: {rule.severity.value}: {f.rule}: {rule.message}"]
+    sev = _paint(rule.severity.value, rule.severity.value, color)
+    out = [f"{result.file}:{f.line}: {sev}: {_paint(f.rule, 'rule', color)}: {rule.message}"]
     who = f"{rule.who.value} {rule.kind.value}"
     out.append(f"  rule:   {f.rule} ({who}; {versions(rule)}; checked as profile {result.profile})")
     for s in rule.sources:
@@ -79,7 +90,7 @@ def finding_text(f: Finding, result: Result, lines: dict[int, str], engine: str 
     if shown:
         out.append("  events, in trace order:")
         for n in shown:
-            mark = ">" if n == f.line else " "
+            mark = _paint(">", "mark", color) if n == f.line else " "
             text = lines.get(n)
             if text is None:
                 text = "<end of trace>" if f.op == "<end of trace>" and n == f.line else f"({f.op})"
@@ -88,25 +99,37 @@ def finding_text(f: Finding, result: Result, lines: dict[int, str], engine: str 
         out.append("  state when the rule broke:")
         for o in f.objects:
             out.append(f"    {o.describe()}")
-    out.append(f"  reproduce: {reproduce(result, engine)}")
+    out.append(_paint(f"  reproduce: {reproduce(result, engine)}", "dim", color) if color else
+               f"  reproduce: {reproduce(result, engine)}")
     return "\n".join(out)
 
 
 def text(results: list[Result], engine: str = "compiled", errors: list[InputError] | None = None,
-         quiet: bool = False) -> str:
+         quiet: bool = False, color: bool = False) -> str:
     """The terminal report; input errors count in the summary (the CLI prints them to stderr)."""
     out: list[str] = []
     for r in results:
         wanted = {n for f in r.findings for n in (*f.related_lines, f.line)}
         lines = read_lines(r.file, wanted)
         for f in r.findings:
-            out.append(finding_text(f, r, lines, engine))
+            out.append(finding_text(f, r, lines, engine, color))
             out.append("")
         notes = notes_of(r)
         if notes and not quiet:
             out.append(f"{r.file}: note: " + "; ".join(notes))
+    table = by_rule(results)
+    if len(table) > 1:
+        out.append("")
+        out.append("findings by rule:")
+        out += [f"  {n:>6}  {rule:<28} {_RULES[rule].severity.value:<8} {_RULES[rule].message}" for rule, n in table]
     out.append(summary(results, errors or []))
     return "\n".join(out) + "\n"
+
+
+def by_rule(results: list[Result]) -> list[tuple[str, int]]:
+    """Findings counted by rule, most first."""
+    counts = Counter(f.rule for r in results for f in r.findings)
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def notes_of(r: Result) -> list[str]:
@@ -121,6 +144,8 @@ def notes_of(r: Result) -> list[str]:
     if r.narrowed:
         ops = sorted({op for v in r.narrowed.values() for op in v})
         notes.append(f"{len(r.narrowed)} rule(s) not decidable because the trace does not record {', '.join(ops)}")
+    if r.suppressed:
+        notes.append(f"{r.suppressed} known finding(s) suppressed by the baseline")
     if r.reused:
         notes.append(f"{r.reused} handle(s) returned while still live in the model: the trace missed a release")
     if r.ignored:
@@ -162,10 +187,11 @@ def as_json(results: list[Result], exit_status: int, errors: list[InputError], e
                 "objects": [{"table": o.table, "key": o.key, "present": o.present, "born": o.born, "last": o.last,
                              "state": dict(o.fields)} for o in f.objects],
                 "sources": [str(s) for s in _RULES[f.rule].sources],
-                "reproduce": reproduce(r, engine),
-            } for f in r.findings],
+                "reproduce": reproduce(r, engine), "fingerprint": fp,
+            } for f, fp in zip(r.findings, fingerprints(r), strict=True)],
             "withheld": dict(r.withheld), "ignored": dict(r.ignored), "gaps": r.gaps, "reused_handles": r.reused,
             "narrowed": {k: list(v) for k, v in r.narrowed.items()}, "leaks_checked": r.leaks_checked,
+            "suppressed_by_baseline": r.suppressed,
             "errors": [{"file": e.file, "line": e.line, "message": e.message} for e in r.errors],
         })
     doc = {"format": "dmaspec-report", "version": REPORT_VERSION, "exit_status": exit_status, "traces": traces,

@@ -162,3 +162,39 @@ def test_spec_lint_is_clean() -> None:
 def test_main_job_of_the_readme_is_clean() -> None:
     r = run("check", os.path.join(ROOT, "traces", "ok"))
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_baseline_reports_only_new_findings(tmp_path) -> None:
+    old = write(tmp_path, "old.jsonl", DOUBLE_PUT)
+    base = str(tmp_path / "baseline.json")
+    r = run("check", "--write-baseline", base, old)
+    assert r.returncode == 0 and "wrote 1 finding(s)" in r.stderr
+    r = run("check", "--baseline", base, old)
+    assert r.returncode == 0 and "1 known finding(s) suppressed by the baseline" in r.stdout
+    # the same bug with other pointers and tids is the same finding; a new one is reported
+    rerun = DOUBLE_PUT.replace(b'"b1"', b'"0xffff888100000000"').replace(b'"tid":1', b'"tid":77')
+    assert run("check", "--baseline", base, write(tmp_path, "old.jsonl", rerun)).returncode == 0
+    new = rerun + b'{"op":"dma_buf_put","tid":77,"args":{"dmabuf":"0xffff888100000000"}}\n'
+    r = run("check", "--baseline", base, write(tmp_path, "old.jsonl", new))
+    assert r.returncode == 1 and r.stdout.count("REF-USE-AFTER-RELEASE:") == 1
+
+
+def test_bad_baseline_is_an_input_error(tmp_path) -> None:
+    base = write(tmp_path, "b.json", b'{"not": "a baseline"}')
+    r = run("check", "--baseline", base, write(tmp_path, "ok.jsonl", GOOD))
+    assert r.returncode == 2 and "not a baseline" in r.stderr
+
+
+def test_output_writes_more_formats(tmp_path) -> None:
+    out = tmp_path / "r.json"
+    r = run("check", "--output", f"json={out}", write(tmp_path, "bad.jsonl", DOUBLE_PUT))
+    assert r.returncode == 1 and "REF-USE-AFTER-RELEASE" in r.stdout
+    doc = json.loads(out.read_text())
+    assert doc["traces"][0]["findings"][0]["fingerprint"]
+    assert run("check", "--output", "yaml=x", write(tmp_path, "ok.jsonl", GOOD)).returncode == 2
+
+
+def test_summary_table_by_rule(tmp_path) -> None:
+    data = DOUBLE_PUT + b'{"op":"dma_buf_attach","tid":1,"args":{"dmabuf":"b2"},"ret":"a9"}\n'
+    r = run("check", write(tmp_path, "t.jsonl", data))
+    assert "findings by rule:" in r.stdout

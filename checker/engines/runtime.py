@@ -182,7 +182,7 @@ class CompiledExecutor:
     # -- the stream ---------------------------------------------------------------------------
 
     def run(self, stream: IO[bytes], *, first_line: int = 0, keep_going: bool = False, prefix: bytes = b"",
-            progress: Callable[[int], None] | None = None) -> None:
+            progress: Callable[[int, int], None] | None = None) -> None:
         """Check every event of ``stream``; ``first_line`` lines were consumed before it."""
         decode = self.module.DECODER.decode_lines
         handlers = self.handlers
@@ -220,7 +220,7 @@ class CompiledExecutor:
                         self._bad(chunk, line - base, line, keep_going)
                 self.result.events += len(events)
                 if progress is not None:
-                    progress(line)
+                    progress(line, len(self.result.findings))
         finally:
             if gc_was:
                 gc.enable()
