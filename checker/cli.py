@@ -73,7 +73,7 @@ def render(fmt: str, results: list[Result], errors: list[InputError], status: in
         return report.as_json(results, status, errors, args.engine)
     reporter = importlib.import_module(f"checker.reporters.{fmt}")
     if fmt == "sarif":
-        return cast(str, reporter.render(results, engine=args.engine))
+        return cast(str, reporter.render(results, engine=args.engine, errors=errors))
     if fmt == "junit":
         return cast(str, reporter.render(results, errors, per_rule=args.junit_per_rule, engine=args.engine))
     return cast(str, reporter.render(results, errors, engine=args.engine))

@@ -117,9 +117,12 @@ def open_binary(path: str) -> IO[bytes]:
     """A binary stream of the trace: stdin for ``-``, transparently gunzipped."""
     raw: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     peek = raw.peek(2)[:2] if isinstance(raw, io.BufferedReader) else b""
-    if peek == b"\x1f\x8b":
+    if peek != b"\x1f\x8b":
+        return raw
+    if path == "-":
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    return raw
+    raw.close()
+    return gzip.open(path, "rb")  # type: ignore[return-value]  # closing it closes the file
 
 
 def parse_header(obj: dict[str, Any], file: str) -> Header:

@@ -1,0 +1,1 @@
+"""Reporters that render results to documents (one module per format)."""
