@@ -198,3 +198,11 @@ def test_summary_table_by_rule(tmp_path) -> None:
     data = DOUBLE_PUT + b'{"op":"dma_buf_attach","tid":1,"args":{"dmabuf":"b2"},"ret":"a9"}\n'
     r = run("check", write(tmp_path, "t.jsonl", data))
     assert "findings by rule:" in r.stdout
+
+
+@pytest.mark.parametrize("fmt", ["sarif", "html"])
+def test_every_format_renders_from_the_cli(tmp_path, fmt: str) -> None:
+    out = tmp_path / f"report.{fmt}"
+    r = run("check", "--format", fmt, "--output", f"{fmt}={out}", write(tmp_path, "bad.jsonl", DOUBLE_PUT))
+    assert r.returncode == 1
+    assert "REF-USE-AFTER-RELEASE" in r.stdout and out.read_text() == r.stdout
