@@ -200,7 +200,7 @@ def test_summary_table_by_rule(tmp_path) -> None:
     assert "findings by rule:" in r.stdout
 
 
-@pytest.mark.parametrize("fmt", ["sarif", "html"])
+@pytest.mark.parametrize("fmt", ["sarif", "html", "junit"])
 def test_every_format_renders_from_the_cli(tmp_path, fmt: str) -> None:
     out = tmp_path / f"report.{fmt}"
     r = run("check", "--format", fmt, "--output", f"{fmt}={out}", write(tmp_path, "bad.jsonl", DOUBLE_PUT))
