@@ -86,11 +86,16 @@ def finding_text(f: Finding, result: Result, lines: dict[int, str], engine: str 
     out.append(f"  rule:   {f.rule} ({who}; {versions(rule)}; checked as profile {result.profile})")
     for s in rule.sources:
         out.append(f"  source: {s}")
-    shown = list(f.related_lines) + [f.line]
+    involved = set(f.related_lines)
+    shown = sorted(involved | {f.line} | {n for n in window(f) if n in lines})
     if shown:
-        out.append("  events, in trace order:")
+        out.append("  events, in trace order: (* made the objects what they are, > broke the rule)")
+        previous = 0
         for n in shown:
-            mark = _paint(">", "mark", color) if n == f.line else " "
+            if previous and n > previous + 1:
+                out.append("          ...")
+            previous = n
+            mark = _paint(">", "mark", color) if n == f.line else "*" if n in involved else " "
             text = lines.get(n)
             if text is None:
                 text = "<end of trace>" if f.op == "<end of trace>" and n == f.line else f"({f.op})"
@@ -104,12 +109,20 @@ def finding_text(f: Finding, result: Result, lines: dict[int, str], engine: str 
     return "\n".join(out)
 
 
+CONTEXT = 2  # events shown before the one that broke the rule, involved or not
+
+
+def window(f: Finding) -> range:
+    """The lines just before the finding's event: what else was going on."""
+    return range(max(1, f.line - CONTEXT), f.line)
+
+
 def text(results: list[Result], engine: str = "compiled", errors: list[InputError] | None = None,
          quiet: bool = False, color: bool = False) -> str:
     """The terminal report; input errors count in the summary (the CLI prints them to stderr)."""
     out: list[str] = []
     for r in results:
-        wanted = {n for f in r.findings for n in (*f.related_lines, f.line)}
+        wanted = {n for f in r.findings for n in (*f.related_lines, f.line, *window(f))}
         lines = read_lines(r.file, wanted)
         for f in r.findings:
             out.append(finding_text(f, r, lines, engine, color))

@@ -60,7 +60,7 @@ def test_a_good_and_a_bad_trace(pytester: pytest.Pytester) -> None:
         "*_ dmaspec: leaky.jsonl _*",
         "traces/sub/leaky.jsonl:10: warning: MAP-LEAK: a mapping is never unmapped",
         "  rule:   MAP-LEAK (*",
-        "  events, in trace order:",
+        "  events, in trace order:*",
         "*>     10  <end of trace>",
         "  reproduce: dmaspec check --profile latest traces/sub/leaky.jsonl",
         "",
