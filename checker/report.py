@@ -3,7 +3,9 @@
 ``text`` reads like a lockdep splat: the rule, the events that led there in
 trace order (re-read from the file), the state of each object, where the rule
 comes from, and the command that reproduces it.  ``json`` is the same
-content, versioned (``REPORT_VERSION``).
+content, versioned (``REPORT_VERSION``) and documented by the JSON Schema
+``docs/report-v1.schema.json``.  SARIF, JUnit and HTML live in
+``checker.reporters``.
 """
 
 from __future__ import annotations
