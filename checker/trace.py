@@ -179,6 +179,11 @@ def _utf8(raw: bytes) -> bool:
     return True
 
 
+def fits_64(value: int) -> bool:
+    """JSON integers in a trace fit in 64 bits, signed or unsigned."""
+    return -(1 << 63) <= value < (1 << 64)
+
+
 def validate(obj: dict[str, Any], file: str, line: int) -> Event:
     """The event a decoded line describes, validated against the spec.
 
@@ -204,17 +209,17 @@ def validate(obj: dict[str, Any], file: str, line: int) -> Event:
         hint = f"; did you mean {close[0]}?" if close else ""
         raise bad(f"unknown op {op!r}{hint}")
     tid = obj.get("tid")
-    if not isinstance(tid, int) or isinstance(tid, bool):
+    if not isinstance(tid, int) or isinstance(tid, bool) or not fits_64(tid):
         raise bad(f'{op}: "tid" must be an integer thread id')
     pid = obj.get("pid", tid)
-    if not isinstance(pid, int) or isinstance(pid, bool):
+    if not isinstance(pid, int) or isinstance(pid, bool) or not fits_64(pid):
         raise bad(f'{op}: "pid" must be an integer process id')
     ctx = obj.get("ctx")
     if ctx is not None and ctx not in K.CONTEXTS:
         raise bad(f'{op}: "ctx" must be one of {", ".join(K.CONTEXTS)}')
     for name, typ in (("ts", (int, float)), ("comm", (str,)), ("cpu", (int,))):
         v = obj.get(name)
-        if v is not None and (not isinstance(v, typ) or isinstance(v, bool)):
+        if v is not None and (not isinstance(v, typ) or isinstance(v, bool) or isinstance(v, int) and not fits_64(v)):
             raise bad(f'{op}: "{name}" has the wrong type')
     raw_args = obj.get("args", {})
     if not isinstance(raw_args, dict):
@@ -233,7 +238,8 @@ def validate(obj: dict[str, Any], file: str, line: int) -> Event:
         except ValueError as e:
             raise bad(f"{op}: argument {name!r}: expected {e}") from None
     ret = obj.get("ret")
-    if ret is not None and (isinstance(ret, bool) or not isinstance(ret, (int, str))):
+    if ret is not None and (isinstance(ret, bool) or not isinstance(ret, (int, str))
+                            or isinstance(ret, int) and not fits_64(ret)):
         raise bad(f'{op}: "ret" must be a handle string, a number, or a negative errno')
     return Event(line, op, kind, tid, pid, ctx, args, ret)
 

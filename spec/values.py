@@ -66,6 +66,8 @@ def normalize(type_: ParamType, value: Value) -> Value:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise ValueError(EXPECTED[type_])
         return handle(value)
+    if isinstance(value, int) and not -(1 << 63) <= value < (1 << 64):
+        raise ValueError(f"{EXPECTED[type_]} that fits in 64 bits")
     if type_ is ParamType.INT:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(EXPECTED[type_])

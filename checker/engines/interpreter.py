@@ -212,9 +212,9 @@ class Interpreter:
                 self.result.errors.append(e)
 
     def feed(self, event: Event) -> None:
-        self.last_line = event.line
         action, available = select(event, self.profile)
         ret = event_ret(event, action, self.file) if action is not None else None
+        self.last_line = event.line
         self.result.events += 1
         if not available:
             self._report(PROFILE_OP, event.line, event.op, event.tid, ())
