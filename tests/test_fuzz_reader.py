@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
