@@ -497,6 +497,29 @@ for name in ("dma_fence_wait", "dma_fence_wait_timeout"):
     action(name, CALL, (p("fence"), p("intr", I, True), p("timeout", I, True)), [], returns=Returns.INT,
            since=(3, 17), sleeps=True, source=src(name, R.FENCE_C))
 
+# -- other locks and what lockdep counts as locks (read by the lock-order analysis) ----------------
+# These carry no rule of their own here: the lock-order graph (checker/analysis) reads them; the sleeping
+# context rules apply.
+LOCK_SRC = Source("kernel/locking/mutex.c", "mutex_lock")
+for name, sleeps, ret in (("mutex_lock", True, Returns.NOTHING), ("mutex_lock_interruptible", True, Returns.INT),
+                          ("mutex_trylock", False, Returns.INT), ("mutex_unlock", False, Returns.NOTHING)):
+    action(name, CALL, (p("lock"), p("name", S_, True)), [], returns=ret, sleeps=sleeps, source=LOCK_SRC,
+           doc="A driver mutex (lock is its address, name its lockdep class).")
+for name, sleeps in (("mmap_read_lock", True), ("mmap_write_lock", True), ("mmap_read_unlock", False),
+                     ("mmap_write_unlock", False)):
+    action(name, CALL, (p("mm", H, True),), [], sleeps=sleeps, source=Source("include/linux/mmap_lock.h", name),
+           doc="The process's mmap_lock (mm defaults to the calling process's).")
+for name in ("ww_acquire_init", "ww_acquire_done", "ww_acquire_fini"):
+    action(name, CALL, (p("ctx"),), [], since=(3, 17), source=Source("include/linux/ww_mutex.h", name),
+           doc="A wound/wait acquire context for locking several reservation objects.")
+action("dma_fence_begin_signalling", CALL, (), [], returns=Returns.INT, since=(5, 8),
+       source=src("dma_fence_begin_signalling", R.FENCE_C),
+       doc="Start of a fence signalling critical section (ret is the cookie).")
+action("dma_fence_end_signalling", CALL, (p("cookie", I, True),), [], since=(5, 8),
+       source=src("dma_fence_end_signalling", R.FENCE_C), doc="End of a fence signalling critical section.")
+action("alloc", NOTE, (p("gfp", S_),), [],
+       doc="A memory allocation with these GFP flags (GFP_KERNEL may recurse into reclaim: fs_reclaim).")
+
 # ---------------------------------------------------------------------------------------
 # Userspace: fds, processes, mmap, ioctl, llseek
 # ---------------------------------------------------------------------------------------
