@@ -629,10 +629,6 @@ def dec(table: str, key: Expr, name: str, by: int = 1) -> Update:
     return Update(table, key, name, sub(Get(table, key, name), by))
 
 
-def field_(table: str, key: Expr, name: str) -> Get:
-    return Get(table, key, name)
-
-
 def live(table: str, key: Expr) -> Get:
     return Get(table, key, "live")
 
