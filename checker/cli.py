@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                    "before the program's end)")
     c.add_argument("--unobserved", default="", metavar="OPS",
                    help="comma-separated ops the recorder cannot see; rules that depend on them are withheld")
+    c.add_argument("--lock-order", action="store_true",
+                   help="also look for potential deadlocks: lock-order cycles across threads and inversions of the "
+                   "kernel's primed lock order (a second pass over the trace)")
     c.add_argument("-q", "--quiet", action="store_true", help="findings and the summary only")
     r = sub.add_parser("rules", help="list the rules in force for a profile")
     r.add_argument("--profile", default="latest")
@@ -126,6 +129,9 @@ def _check(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"dmaspec: error: {e}", file=sys.stderr)
         return EXIT_INPUT
+    if args.lock_order and "-" in args.paths:
+        print("dmaspec: error: --lock-order reads the trace twice: give a file, not standard input", file=sys.stderr)
+        return EXIT_INPUT
     try:
         paths = expand_paths(args.paths)
         known = baseline.load(args.baseline) if args.baseline else None
@@ -140,6 +146,13 @@ def _check(args: argparse.Namespace) -> int:
         try:
             result = check_file(path, profile=args.profile, engine=args.engine, keep_going=args.keep_going,
                                 check_leaks=not args.no_leaks, unobserved=unobserved, progress=progress)
+            if args.lock_order and not result.errors:
+                from checker.analysis import lockorder
+
+                extra = lockorder.analyze(path).result
+                result.findings = sorted(result.findings + extra.findings, key=lambda f: f.line)
+                result.withheld.update(extra.withheld)
+                result.analyses.append("lock-order")
         except InputError as err:
             errors.append(err)
             if not args.keep_going:

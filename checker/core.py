@@ -100,6 +100,7 @@ class Result:
     narrowed: dict[str, tuple[str, ...]] = field(default_factory=dict)  # rule -> unobserved ops it needs
     leaks_checked: bool = True
     suppressed: int = 0  # findings known from a baseline, not reported
+    analyses: list[str] = field(default_factory=list)  # whole-trace analyses that ran too (their CLI flags)
     _fingerprint_counts: Counter[str] = field(default_factory=Counter, repr=False)
 
     @property

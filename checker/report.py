@@ -62,6 +62,7 @@ def reproduce(result: Result, engine: str = "compiled") -> str:
         parts += ["--engine", engine]
     if not result.leaks_checked:
         parts.append("--no-leaks")
+    parts += [f"--{analysis}" for analysis in result.analyses]
     parts.append(result.file)
     return shlex.join(parts)
 

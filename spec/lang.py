@@ -345,6 +345,7 @@ class Kind(Enum):
     GUARD = "guard"  # the caller's obligation at a call
     GUARANTEE = "guarantee"  # what the dma-buf core promises (conformance)
     OBLIGATION = "obligation"  # owed by the end of the trace or at exit
+    ANALYSIS = "analysis"  # decided over the whole trace by an analysis in checker.analysis, not per event
 
 
 @dataclass(frozen=True)

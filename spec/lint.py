@@ -32,6 +32,7 @@ from spec.lang import (
     IsNone,
     Key,
     KeyPart,
+    Kind,
     Let,
     Not,
     Or,
@@ -165,8 +166,11 @@ def lint(spec: Spec) -> list[str]:
     for p in spec.procedures:
         check(f"procedure {p.name}", p.body, set())
     check("end of trace", spec.at_end, set())
-    for rid in sorted(known_rules - used - {"PROFILE-OP-UNAVAILABLE"}):
+    by_analysis = {r.id for r in spec.rules if r.kind is Kind.ANALYSIS}
+    for rid in sorted(known_rules - used - by_analysis - {"PROFILE-OP-UNAVAILABLE"}):
         problems.append(f"rule {rid} is never checked by any statement")
+    for rid in sorted(used & by_analysis):
+        problems.append(f"rule {rid} is an analysis's, but a statement checks it")
     for t in spec.tables:
         if "live" not in t.field_names():
             problems.append(f"table {t.name} lacks the live field")

@@ -350,4 +350,29 @@ RESV_ADD_UNRESERVED = _rule(
     GUARD, (S(RESV_C, "dma_resv_add_fence", "slots must be reserved with dma_resv_reserve_fences()"),
             S(RESV_C, "dma_resv_unlock", "resets the reservation")), since=(5, 19), catalog="RESV-004")
 
+# -- lock order: decided by checker.analysis.lockorder over the whole trace ------------------------
+LOCKDEP_C = "kernel/locking/lockdep.c"
+LOCK_ORDER_CYCLE = _rule(
+    "LOCK-ORDER-CYCLE", "threads take locks in orders that form a cycle: a potential deadlock", E, ANY, Kind.ANALYSIS,
+    (S(LOCKDEP_C, "check_noncircular", "a new dependency closes a circle: possible circular locking"),
+     S(RESV_C, "dma_resv_lockdep", "the orders every kernel takes around reservation locks"),
+     S(FENCE_C, "dma_fence_begin_signalling", "a fence wait is an acquisition of dma_fence_map")),
+    catalog="RESV-003, FENCE-004",
+    explain="Each edge held -> acquired was seen in the trace, with the two events that witness it. A cycle whose "
+    "edges all come from one thread, whose witnesses all hold one common lock at both acquisitions, or that joins "
+    "reservation locks all taken in ww acquire contexts is not reported: those orders cannot interleave, or "
+    "ww_mutex backs off with -EDEADLK. A cycle through a fence wait is always reported.")
+LOCK_ORDER_INVERSION = _rule(
+    "LOCK-ORDER-INVERSION", "a lock is taken against the kernel's primed order: mmap_lock, ww acquire context, "
+    "reservation locks, fs_reclaim (GFP_KERNEL allocations), fence waits and signalling sections", E, ANY,
+    Kind.ANALYSIS,
+    (S(RESV_C, "dma_resv_lockdep", "primes mmap_lock -> reservation_ww_class -> fs_reclaim -> dma_fence_map"),
+     S(FENCE_C, "dma_fence_begin_signalling", "no dma_resv_lock, GFP_KERNEL or dma_fence_wait inside"),
+     S(FENCE_C, "__dma_fence_might_wait")),
+    since=(3, 17), catalog="RESV-003, FENCE-004",
+    explain="Page faults take reservation locks under mmap_lock, shrinkers and mmu notifiers wait for fences under "
+    "fs_reclaim, and signalling a fence must not wait for anything that waits for fences. Taking mmap_lock "
+    "(copy_from_user, get_user_pages) under a reservation lock, or a reservation lock, a GFP_KERNEL, GFP_NOFS or "
+    "GFP_NOIO allocation or a fence wait inside a signalling section, closes a cycle with those paths.")
+
 RULES: tuple[Rule, ...] = tuple(_RULES)

@@ -206,3 +206,13 @@ def test_every_format_renders_from_the_cli(tmp_path, fmt: str) -> None:
     r = run("check", "--format", fmt, "--output", f"{fmt}={out}", write(tmp_path, "bad.jsonl", DOUBLE_PUT))
     assert r.returncode == 1
     assert "REF-USE-AFTER-RELEASE" in r.stdout and out.read_text() == r.stdout
+
+
+def test_lock_order_analysis_from_the_cli() -> None:
+    bad = os.path.join(ROOT, "traces", "lockorder", "bad", "abba-driver-mutexes.jsonl")
+    assert run("check", bad).returncode == 0  # each event is fine on its own
+    r = run("check", "--lock-order", bad)
+    assert r.returncode == 1 and "LOCK-ORDER-CYCLE" in r.stdout
+    assert "--lock-order" in r.stdout.split("reproduce:")[1].splitlines()[0]
+    assert run("check", "--lock-order", os.path.join(ROOT, "traces", "lockorder", "ok")).returncode == 0
+    assert run("check", "--lock-order", "-", stdin=GOOD).returncode == 2

@@ -1,0 +1,7 @@
+"""Whole-trace analyses that look across threads rather than at one event: the lock-order graph."""
+
+from __future__ import annotations
+
+from checker.analysis.lockorder import LOCK_ORDER_CYCLE, LOCK_ORDER_INVERSION, LockOrderGraph, LockOrderResult, analyze
+
+__all__ = ["LOCK_ORDER_CYCLE", "LOCK_ORDER_INVERSION", "LockOrderGraph", "LockOrderResult", "analyze"]
