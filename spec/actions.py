@@ -438,22 +438,53 @@ action("dma_buf_mmap", CALL, (p("dmabuf"), p("vma", H, True), p("pgoff", I, True
 O = Arg("obj")
 
 
-def _lock_body(succeeded: Expr) -> list[Stmt]:
-    return [Require(R.LOCK_RESV_RECURSIVE, ne(Get("resv", O, "holder"), TID), (obj("resv", O),), abort=True),
-            If(succeeded, (Update("resv", O, "holder", TID), Update("resv", O, "reserved", Const(0))))]
+WW_CTX = Arg("ctx")
+NO_CTX = In(WW_CTX, NULL_HANDLES)  # ctx NULL: a single object, no deadlock avoidance
+
+
+def _took_resv(ctx: Expr) -> tuple[Stmt, ...]:
+    """The thread now holds the reservation object (in acquire context ``ctx``, or none)."""
+    return (Update("resv", O, "holder", TID), Update("resv", O, "reserved", Const(0)),
+            Update("resv", O, "ctx", Cond(In(ctx, NULL_HANDLES), Const(""), ctx)),
+            inc("task", TID, "resv_held"))
+
+
+def _lock_body(succeeded: Expr, slow: bool) -> list[Stmt]:
+    """dma_resv_lock and its variants: ww_mutex rules, then the effect."""
+    backoff_done = any_of(NO_CTX, Not(Get("ww_ctx", WW_CTX, "backoff")), eq(Get("ww_ctx", WW_CTX, "held"), 0))
+    return [
+        # the same context again gets -EALREADY (handled); without one it is a self-deadlock
+        Require(R.LOCK_RESV_RECURSIVE, any_of(ne(Get("resv", O, "holder"), TID),
+                                              all_of(Not(NO_CTX), eq(RET, -K.EALREADY))),
+                (obj("resv", O),), abort=True),
+        Require(R.RESV_EDEADLK_NO_BACKOFF, backoff_done, (obj("ww_ctx", WW_CTX),)),
+        If(all_of(NO_CTX, succeeded), (
+            Require(R.RESV_MULTIPLE_WITHOUT_CTX, eq(Get("task", TID, "resv_held"), 0), (obj("task", TID),)),
+        )),
+        If(succeeded, (
+            *_took_resv(WW_CTX),
+            If(Not(NO_CTX), (inc("ww_ctx", WW_CTX, "held"), Update("ww_ctx", WW_CTX, "backoff", Const(False)))),
+        )),
+        *([] if slow else [If(all_of(Not(NO_CTX), eq(RET, -K.EDEADLK)),
+                              (Update("ww_ctx", WW_CTX, "backoff", Const(True)),))]),
+    ]
 
 
 for name in ("dma_resv_lock", "dma_resv_lock_interruptible", "dma_resv_lock_slow_interruptible"):
-    action(name, CALL, (p("obj"), p("ctx", H, True)), _lock_body(ok()), returns=Returns.INT, since=(3, 17),
-           sleeps=True, source=src(name, R.RESV_C))
-action("dma_resv_lock_slow", CALL, (p("obj"), p("ctx", H, True)), _lock_body(Const(True)), since=(3, 17),
+    action(name, CALL, (p("obj"), p("ctx", H, True)), _lock_body(ok(), slow="slow" in name), returns=Returns.INT,
+           since=(3, 17), sleeps=True, source=src(name, R.RESV_C))
+action("dma_resv_lock_slow", CALL, (p("obj"), p("ctx", H, True)), _lock_body(Const(True), slow=True), since=(3, 17),
        sleeps=True, source=src("dma_resv_lock_slow", R.RESV_C))
 action("dma_resv_trylock", CALL, (p("obj"),),
-       [If(eq(RET, 1), (Update("resv", O, "holder", TID), Update("resv", O, "reserved", Const(0))))],
+       [If(eq(RET, 1), _took_resv(Const(None)))],
        returns=Returns.INT, since=(3, 17), source=src("dma_resv_trylock", R.RESV_C))
+RESV_CTX = Get("resv", O, "ctx")
 action("dma_resv_unlock", CALL, (p("obj"),),
        [If(Not(Exists("resv", O)), (Adopt("resv", O, (("holder", TID),)),)),
         Require(R.LOCK_RESV_UNLOCK, eq(Get("resv", O, "holder"), TID), (obj("resv", O),), abort=True),
+        If(gt(Get("task", TID, "resv_held"), 0), (dec("task", TID, "resv_held"),)),
+        If(all_of(ne(RESV_CTX, ""), gt(Get("ww_ctx", RESV_CTX, "held"), 0)), (dec("ww_ctx", RESV_CTX, "held"),)),
+        Update("resv", O, "ctx", Const("")),
         Update("resv", O, "holder", Const(0)),
         Update("resv", O, "reserved", Const(0))],
        since=(3, 17), source=src("dma_resv_unlock", R.RESV_C))
@@ -509,9 +540,17 @@ for name, sleeps in (("mmap_read_lock", True), ("mmap_write_lock", True), ("mmap
                      ("mmap_write_unlock", False)):
     action(name, CALL, (p("mm", H, True),), [], sleeps=sleeps, source=Source("include/linux/mmap_lock.h", name),
            doc="The process's mmap_lock (mm defaults to the calling process's).")
-for name in ("ww_acquire_init", "ww_acquire_done", "ww_acquire_fini"):
-    action(name, CALL, (p("ctx"),), [], since=(3, 17), source=Source("include/linux/ww_mutex.h", name),
-           doc="A wound/wait acquire context for locking several reservation objects.")
+action("ww_acquire_init", CALL, (p("ctx"), p("ww_class", S_, True)), [Create("ww_ctx", WW_CTX)], since=(3, 17),
+       source=Source("include/linux/ww_mutex.h", "ww_acquire_init"),
+       doc="A wound/wait acquire context for locking several reservation objects.")
+action("ww_acquire_done", CALL, (p("ctx"),), [], since=(3, 17),
+       source=Source("include/linux/ww_mutex.h", "ww_acquire_done"), doc="No more locks will be taken in ctx.")
+action("ww_acquire_fini", CALL, (p("ctx"),),
+       [If(Not(Exists("ww_ctx", WW_CTX)), (Adopt("ww_ctx", WW_CTX, ()),)),
+        Require(R.RESV_CTX_FINI_HELD, eq(Get("ww_ctx", WW_CTX, "held"), 0), (obj("ww_ctx", WW_CTX),)),
+        Update("ww_ctx", WW_CTX, "live", Const(False))],
+       since=(3, 17), source=Source("include/linux/ww_mutex.h", "ww_acquire_fini"),
+       doc="The acquire context ends; its locks must all be unlocked first.")
 action("dma_fence_begin_signalling", CALL, (), [], returns=Returns.INT, since=(5, 8),
        source=src("dma_fence_begin_signalling", R.FENCE_C),
        doc="Start of a fence signalling critical section (ret is the cookie).")

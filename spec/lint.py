@@ -7,6 +7,7 @@ procedures or arguments, and rules no statement can ever produce.
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Iterator
 
 from spec.lang import (
@@ -159,6 +160,9 @@ def lint(spec: Spec) -> list[str]:
 
     for a in spec.actions:
         check(a.name, a.body, {p.name for p in a.params})
+        for prm in a.params:
+            if not prm.name.isidentifier() or keyword.iskeyword(prm.name):
+                problems.append(f"{a.name}: parameter {prm.name!r} must be an identifier engines can generate from")
         if a.when is not None:
             for sub in walk_expr(a.when):
                 if isinstance(sub, Arg) and sub.name not in {p.name for p in a.params}:

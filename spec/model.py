@@ -83,7 +83,8 @@ TABLES: tuple[Table, ...] = (
        rest=all_of(eq(RowField("count"), 0), eq(RowField("atomic"), 0))),
     Table("task", (
         F("live", True), F("kmap_atomic", 0, "kmap_atomic mappings held"),
-    ), "a thread, keyed by tid", rest=eq(RowField("kmap_atomic"), 0)),
+        F("resv_held", 0, "reservation locks held"),
+    ), "a thread, keyed by tid", rest=all_of(eq(RowField("kmap_atomic"), 0), eq(RowField("resv_held"), 0))),
     Table("sync", (
         F("live", True), F("open", 0, "SYNC START not yet ended"), F("flags", 0, "read/write flags of the START"),
         F("retry", 0, "flags of an interrupted SYNC that must be restarted"),
@@ -100,7 +101,12 @@ TABLES: tuple[Table, ...] = (
     Table("resv", (
         F("live", True), F("holder", 0, "tid holding the lock, 0 when free"),
         F("reserved", 0, "fence slots reserved in this lock hold"),
+        F("ctx", "", "the ww acquire context it was locked in, if any"),
     ), "a struct dma_resv (reservation object)", rest=eq(RowField("holder"), 0)),
+    Table("ww_ctx", (
+        F("live", True), F("held", 0, "reservation locks held in this context"),
+        F("backoff", False, "-EDEADLK was returned: unlock all, then lock the contended object (slow path)"),
+    ), "a ww_acquire_ctx", rest=Not(RowField("live"))),
     Table("fence", (
         F("live", True), F("context", 0), F("seqno", 0), F("signaled", False),
     ), "a struct dma_fence",

@@ -321,6 +321,22 @@ LOCK_RESV_RECURSIVE = _rule(
 LOCK_RESV_UNLOCK = _rule(
     "LOCK-RESV-UNLOCK-NOT-HELD", "dma_resv_unlock() by a thread that does not hold the lock", E, ANY, GUARD,
     (S(RESV_C, "dma_resv_unlock"),), since=(3, 17), catalog="RESV-001")
+RESV_MULTIPLE_WITHOUT_CTX = _rule(
+    "RESV-MULTIPLE-WITHOUT-CTX", "a second reservation lock is taken without a ww acquire context", E, ANY, GUARD,
+    (S(RESV_C, "dma_resv_lock", "a ww_acquire_ctx is passed to unwind if a cycle is detected"),
+     S("include/linux/ww_mutex.h", "ww_mutex_lock", "ctx NULL: no deadlock avoidance")),
+    since=(3, 17), catalog="RESV-001",
+    explain="Reservation objects are locked by many parties in no fixed order; holding two without an acquire "
+    "context gives up the wound/wait deadlock avoidance (lockdep reports recursive locking).")
+RESV_EDEADLK_NO_BACKOFF = _rule(
+    "RESV-EDEADLK-NO-BACKOFF", "after -EDEADLK a lock is taken while the acquire context still holds others", E, ANY,
+    GUARD, (S(RESV_C, "dma_resv_lock", "on -EDEADLK unlock all locks of ctx, then dma_resv_lock_slow()"),
+            S(RESV_C, "dma_resv_lock_slow")),
+    since=(3, 17), catalog="RESV-002")
+RESV_CTX_FINI_HELD = _rule(
+    "RESV-CTX-FINI-HELD", "ww_acquire_fini() while the acquire context still holds reservation locks", E, ANY,
+    GUARD, (S("include/linux/ww_mutex.h", "ww_acquire_fini", "DEBUG_LOCKS_WARN_ON(ctx->acquired)"),),
+    since=(3, 17), catalog="RESV-001")
 LOCK_RESV_LEAK = _rule(
     "LOCK-RESV-LEAK", "a reservation lock is still held at the end of the trace", W, ANY, OBL,
     (S(RESV_C, "dma_resv_unlock"),), since=(3, 17), catalog="RESV-001")
