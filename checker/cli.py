@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--lock-order", action="store_true",
                    help="also look for potential deadlocks: lock-order cycles across threads and inversions of the "
                    "kernel's primed lock order (a second pass over the trace)")
+    c.add_argument("--races", action="store_true",
+                   help="also look for unordered accesses to a buffer (Vetter's coherency model: barriers publish, "
+                   "only fences, locks, fork and program order order); synchronisation the trace does not record "
+                   "(V4L2 queues, binder, futexes) is not seen, so findings are warnings")
     c.add_argument("-q", "--quiet", action="store_true", help="findings and the summary only")
     r = sub.add_parser("rules", help="list the rules in force for a profile")
     r.add_argument("--profile", default="latest")
@@ -116,6 +120,23 @@ def _outputs(specs: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def _analyses(args: argparse.Namespace, path: str, result: Result, unobserved: frozenset[str]) -> None:
+    """Run the whole-trace analyses asked for and merge their findings into ``result``."""
+    extras: list[tuple[str, Result]] = []
+    if args.lock_order:
+        from checker.analysis import lockorder
+
+        extras.append(("lock-order", lockorder.analyze(path).result))
+    if args.races:
+        from checker.analysis import races
+
+        extras.append(("races", races.analyze(path, unobserved=unobserved).result))
+    for flag, extra in extras:
+        result.findings = sorted(result.findings + extra.findings, key=lambda f: f.line)
+        result.withheld.update(extra.withheld)
+        result.analyses.append(flag)
+
+
 def _check(args: argparse.Namespace) -> int:
     unobserved = frozenset(x.strip() for x in args.unobserved.split(",") if x.strip())
     unknown = sorted(x for x in unobserved if x not in OPS_BY_NAME)
@@ -129,8 +150,9 @@ def _check(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"dmaspec: error: {e}", file=sys.stderr)
         return EXIT_INPUT
-    if args.lock_order and "-" in args.paths:
-        print("dmaspec: error: --lock-order reads the trace twice: give a file, not standard input", file=sys.stderr)
+    if (args.lock_order or args.races) and "-" in args.paths:
+        print("dmaspec: error: --lock-order and --races read the trace again: give a file, not standard input",
+              file=sys.stderr)
         return EXIT_INPUT
     try:
         paths = expand_paths(args.paths)
@@ -146,13 +168,8 @@ def _check(args: argparse.Namespace) -> int:
         try:
             result = check_file(path, profile=args.profile, engine=args.engine, keep_going=args.keep_going,
                                 check_leaks=not args.no_leaks, unobserved=unobserved, progress=progress)
-            if args.lock_order and not result.errors:
-                from checker.analysis import lockorder
-
-                extra = lockorder.analyze(path).result
-                result.findings = sorted(result.findings + extra.findings, key=lambda f: f.line)
-                result.withheld.update(extra.withheld)
-                result.analyses.append("lock-order")
+            if not result.errors:
+                _analyses(args, path, result, unobserved)
         except InputError as err:
             errors.append(err)
             if not args.keep_going:

@@ -390,5 +390,16 @@ LOCK_ORDER_INVERSION = _rule(
     "fs_reclaim, and signalling a fence must not wait for anything that waits for fences. Taking mmap_lock "
     "(copy_from_user, get_user_pages) under a reservation lock, or a reservation lock, a GFP_KERNEL, GFP_NOFS or "
     "GFP_NOIO allocation or a fence wait inside a signalling section, closes a cycle with those paths.")
+RACE_UNORDERED_ACCESS = _rule(
+    "RACE-UNORDERED-ACCESS", "two accesses to a buffer overlap, at least one writing, and nothing orders them: "
+    "the barriers publish, they do not synchronise", W, ANY, Kind.ANALYSIS,
+    (S(SEED_MODEL, "", "map/unmap and cpu start/finish are barriers; concurrent operations yield garbage"),
+     S(DMABUF_C, "dma_buf_begin_cpu_access", "DOC: cpu access")),
+    catalog="MODEL-001, MODEL-002, SYNC-005",
+    explain="Access windows: device map..unmap (writes for DMA_FROM_DEVICE, reads for DMA_TO_DEVICE, both for "
+    "DMA_BIDIRECTIONAL), kernel begin..end_cpu_access (the reverse), userspace DMA_BUF_IOCTL_SYNC START..END per "
+    "thread (READ/WRITE flags). Two windows on one buffer from different threads, or a device and a CPU window, "
+    "race unless a fence signal/wait, a reservation or mutex unlock/lock, fork or program order puts one's close "
+    "before the other's open. Synchronisation the trace does not record (V4L2 queues, binder, futexes) is not seen.")
 
 RULES: tuple[Rule, ...] = tuple(_RULES)

@@ -216,3 +216,11 @@ def test_lock_order_analysis_from_the_cli() -> None:
     assert "--lock-order" in r.stdout.split("reproduce:")[1].splitlines()[0]
     assert run("check", "--lock-order", os.path.join(ROOT, "traces", "lockorder", "ok")).returncode == 0
     assert run("check", "--lock-order", "-", stdin=GOOD).returncode == 2
+
+
+def test_race_analysis_from_the_cli() -> None:
+    bad = os.path.join(ROOT, "traces", "races", "bad", "two-threads-sync-write-overlap.jsonl")
+    assert run("check", bad).returncode == 0
+    r = run("check", "--races", bad)
+    assert r.returncode == 1 and "RACE-UNORDERED-ACCESS" in r.stdout and "--races" in r.stdout
+    assert run("check", "--races", os.path.join(ROOT, "traces", "races", "ok")).returncode == 0
