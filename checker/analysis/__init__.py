@@ -1,4 +1,5 @@
-"""Whole-trace analyses that look across threads rather than at one event: the lock-order graph."""
+"""Whole-trace analyses that look across threads rather than at one event: lock order (``lockorder``) and
+coherency races (``races``); ``common`` holds what they share."""
 
 from __future__ import annotations
 

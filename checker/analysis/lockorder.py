@@ -73,8 +73,9 @@ from typing import Any
 
 import networkx as nx  # type: ignore[import-untyped]
 
-from checker.core import Finding, InputError, ObjectState, Result
-from checker.trace import Event, is_header, iter_lines, load_line, open_binary, parse_header, validate
+from checker.analysis.common import int_value, name_of, read_events
+from checker.core import Finding, ObjectState, Result
+from checker.trace import Event, Header
 from spec import kernel as K
 from spec import rules as R
 from spec.lang import Value
@@ -218,19 +219,19 @@ class LockOrderGraph:
             return
         if event.kind.value != "call":
             return
-        ret = _int(event.ret)
+        ret = int_value(event.ret)
         if op in RESV_LOCKS:
-            obj = _key(args.get("obj"))
+            obj = name_of(args.get("obj"))
             if ret == -K.EALREADY:
                 return
             ww = args.get("ctx") is not None
             self._acquire(event, f"resv {obj}", f"resv {obj}", RESV_CLASS, "resv", hold=ret is None or ret >= 0,
                           ww=ww)
         elif op == "dma_resv_trylock":
-            obj = _key(args.get("obj"))
+            obj = name_of(args.get("obj"))
             self._acquire(event, f"resv {obj}", f"resv {obj}", RESV_CLASS, "resv", hold=ret == 1, trylock=True)
         elif op in MUTEX_LOCKS or op == "mutex_trylock":
-            addr, name = _key(args.get("lock")), args.get("name")
+            addr, name = name_of(args.get("lock")), args.get("name")
             cls = name if isinstance(name, str) and name else addr
             trylock = op == "mutex_trylock"
             hold = ret == 1 if trylock else ret is None or ret >= 0
@@ -253,14 +254,14 @@ class LockOrderGraph:
                 if ending.sections == 0:
                     self._release(event.tid, FENCE_MAP)
         elif op == "ww_acquire_init":
-            ctx = _key(args.get("ctx"))
+            ctx = name_of(args.get("ctx"))
             self._acquire(event, None, f"ww_ctx {ctx}", WW_CTX_CLASS, "ww_acquire_ctx", hold=True, exclusive=False)
         elif op == "ww_acquire_fini":
-            self._release(event.tid, f"ww_ctx {_key(args.get('ctx'))}")
+            self._release(event.tid, f"ww_ctx {name_of(args.get('ctx'))}")
         elif op == "dma_resv_unlock":
-            self._release(event.tid, f"resv {_key(args.get('obj'))}")
+            self._release(event.tid, f"resv {name_of(args.get('obj'))}")
         elif op == "mutex_unlock":
-            self._release(event.tid, f"mutex {_key(args.get('lock'))}")
+            self._release(event.tid, f"mutex {name_of(args.get('lock'))}")
         elif op in MMAP_UNLOCKS:
             self._release(event.tid, f"mmap_lock {_mm(event)}")
 
@@ -447,26 +448,9 @@ def _reclaims(gfp: Value) -> bool:
     return bool(flags & RECLAIMING_GFP) and not flags & NON_RECLAIMING_GFP
 
 
-def _int(ret: Value) -> int | None:
-    if isinstance(ret, bool) or ret is None:
-        return None
-    if isinstance(ret, int):
-        return ret
-    if isinstance(ret, str):
-        try:
-            return int(ret, 0)
-        except ValueError:
-            return None
-    return None
-
-
-def _key(v: Value) -> str:
-    return v if isinstance(v, str) else str(v)
-
-
 def _mm(event: Event) -> str:
     mm = event.args.get("mm")
-    return _key(mm) if mm is not None else f"mm of pid {event.pid}"
+    return name_of(mm) if mm is not None else f"mm of pid {event.pid}"
 
 
 # -- files -------------------------------------------------------------------------------------
@@ -476,27 +460,15 @@ def analyze(path: str) -> LockOrderResult:
 
     Streams the file, validating each event as the checker does (``InputError`` on bad input).
     """
-    try:
-        stream = open_binary(path)
-    except OSError as e:
-        raise InputError(path, 0, f"cannot read: {e.strerror}") from None
     graph: LockOrderGraph | None = None
     profile = "latest"
-    with stream:
-        first = True
-        for n, raw in iter_lines(stream):
-            obj = load_line(raw, path, n)
-            if is_header(obj):
-                if not first:
-                    raise InputError(path, n, "a header is only allowed on the first line")
-                header = parse_header(obj, path)
-                profile = header.profile or profile
-                first = False
-                continue
-            first = False
-            if graph is None:
-                graph = LockOrderGraph(path, profile)
-            graph.feed(validate(obj, path, n))
+    for item in read_events(path):
+        if isinstance(item, Header):
+            profile = item.profile or profile
+            continue
+        if graph is None:
+            graph = LockOrderGraph(path, profile)
+        graph.feed(item)
     if graph is None:
         graph = LockOrderGraph(path, profile)
     reports = graph.reports()

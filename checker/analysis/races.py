@@ -82,8 +82,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from checker.core import Finding, InputError, ObjectState, Result
-from checker.trace import Event, is_header, iter_lines, load_line, open_binary, parse_header, validate
+from checker.analysis.common import int_value, name_of, read_events
+from checker.core import Finding, ObjectState, Result
+from checker.trace import Event, Header
 from spec import kernel as K
 from spec import rules as R
 from spec.lang import Returns, Value
@@ -222,38 +223,38 @@ class RaceAnalysis:
             if op == "lost_events":
                 self.gaps.append(event.line)
             elif op == "fd_received":
-                self._fds[(event.pid, _int(args.get("fd")) or 0)] = _h(args.get("dmabuf"))
+                self._fds[(event.pid, int_value(args.get("fd")) or 0)] = name_of(args.get("dmabuf"))
             return
         if kind == "syscall":
             self._syscall(event)
             return
         if kind != "call":
             return
-        ret = _int(event.ret)
+        ret = int_value(event.ret)
         failed = ret is not None and ret < 0
         if op in ATTACHES:
             att = _handle_ret(event.ret)
             if att is not None:
                 dev = args.get("dev")
-                self._attach[att] = (_h(args.get("dmabuf")), dev if isinstance(dev, str) else None)
+                self._attach[att] = (name_of(args.get("dmabuf")), dev if isinstance(dev, str) else None)
         elif op == "dma_buf_detach":
-            self._attach.pop(_h(args.get("attach")), None)
+            self._attach.pop(name_of(args.get("attach")), None)
         elif op in MAPS:
             self._map(event)
         elif op in UNMAPS:
-            stack = self._mapped.get((_h(args.get("attach")), _h(args.get("sg_table"))))
+            stack = self._mapped.get((name_of(args.get("attach")), name_of(args.get("sg_table"))))
             if stack:
                 self._close(stack.pop(), event)
                 if not stack:
-                    del self._mapped[(_h(args.get("attach")), _h(args.get("sg_table")))]
+                    del self._mapped[(name_of(args.get("attach")), name_of(args.get("sg_table")))]
         elif op == "dma_buf_begin_cpu_access" and not failed:
-            direction = _int(args.get("direction"))
+            direction = int_value(args.get("direction"))
             if direction is not None:
-                self._open(event, _h(args.get("dmabuf")), KERNEL, CPU_ACCESS.get(direction, 0),
+                self._open(event, name_of(args.get("dmabuf")), KERNEL, CPU_ACCESS.get(direction, 0),
                            DIRECTION_NAMES.get(direction, direction))
         elif op == "dma_buf_end_cpu_access" and not failed:
-            direction = _int(args.get("direction"))
-            buf = self._buffers.get(_h(args.get("dmabuf")))
+            direction = int_value(args.get("direction"))
+            buf = self._buffers.get(name_of(args.get("dmabuf")))
             if buf is not None:
                 name = DIRECTION_NAMES.get(direction, direction) if direction is not None else None
                 self._close_matching(buf, event, KERNEL, lambda w: w.direction == name)
@@ -262,36 +263,36 @@ class RaceAnalysis:
             if exported is not None:  # a new buffer: the windows of one that had the handle are gone
                 self._buffers.pop(exported, None)
         elif op in SIGNALS and not failed:
-            fence = _h(args.get("fence"))
+            fence = name_of(args.get("fence"))
             self._fences[fence] = _join(self._fences.get(fence, {}), self._release(event.tid))
         elif op in ("dma_fence_wait", "dma_fence_wait_timeout"):
             ok = ret is None or ret > 0 or (ret == 0 and op == "dma_fence_wait")
-            signalled = self._fences.get(_h(args.get("fence")))
+            signalled = self._fences.get(name_of(args.get("fence")))
             if ok and signalled is not None:
                 self._acquire(event.tid, signalled)
         elif op in ("dma_fence_init", "dma_fence_release"):
-            self._fences.pop(_h(args.get("fence")), None)
+            self._fences.pop(name_of(args.get("fence")), None)
         elif op in RESV_LOCKS or op == "dma_resv_trylock":
             taken = ret == 1 if op == "dma_resv_trylock" else not failed
             if taken:
-                self._acquire(event.tid, self._locks.get(f"resv {_h(args.get('obj'))}"))
+                self._acquire(event.tid, self._locks.get(f"resv {name_of(args.get('obj'))}"))
         elif op == "dma_resv_unlock":
-            self._locks[f"resv {_h(args.get('obj'))}"] = self._release(event.tid)
+            self._locks[f"resv {name_of(args.get('obj'))}"] = self._release(event.tid)
         elif op in MUTEX_LOCKS or op == "mutex_trylock":
             taken = ret == 1 if op == "mutex_trylock" else not failed
             if taken:
-                self._acquire(event.tid, self._locks.get(f"mutex {_h(args.get('lock'))}"))
+                self._acquire(event.tid, self._locks.get(f"mutex {name_of(args.get('lock'))}"))
         elif op == "mutex_unlock":
-            self._locks[f"mutex {_h(args.get('lock'))}"] = self._release(event.tid)
+            self._locks[f"mutex {name_of(args.get('lock'))}"] = self._release(event.tid)
         elif op == "dma_buf_fd" and ret is not None and ret >= 0:
-            self._fds[(event.pid, ret)] = _h(args.get("dmabuf"))
+            self._fds[(event.pid, ret)] = name_of(args.get("dmabuf"))
 
     def _syscall(self, event: Event) -> None:
         op, args, pid = event.op, event.args, event.pid
-        ret = _int(event.ret)
-        fd = _int(args.get("fd"))
+        ret = int_value(event.ret)
+        fd = int_value(args.get("fd"))
         if op == "ioctl" and args.get("cmd") == "DMA_BUF_IOCTL_SYNC" and (ret is None or ret >= 0):
-            flags = _int(args.get("flags"))
+            flags = int_value(args.get("flags"))
             buffer = self._fds.get((pid, fd if fd is not None else -1))
             if flags is None or buffer is None:
                 return
@@ -313,7 +314,7 @@ class RaceAnalysis:
         elif op in FORKS and ret is not None and ret > 0:
             parent = self._release(event.tid)
             self._clocks[ret] = _join(self._clocks.get(ret, {ret: 1}), parent)
-            flags = _int(args.get("flags")) or 0
+            flags = int_value(args.get("flags")) or 0
             if not (op == "clone" and flags & CLONE_THREAD):
                 for (p, f), b in list(self._fds.items()):
                     if p == pid:
@@ -348,11 +349,11 @@ class RaceAnalysis:
 
     def _map(self, event: Event) -> None:
         sg = _handle_ret(event.ret)
-        att = _h(event.args.get("attach"))
+        att = name_of(event.args.get("attach"))
         known = self._attach.get(att)
         if sg is None or known is None:
             return
-        direction = _int(event.args.get("direction"))
+        direction = int_value(event.args.get("direction"))
         if direction is None:
             return
         w = self._open(event, known[0], DEVICE, DEVICE_ACCESS.get(direction, 0),
@@ -443,23 +444,6 @@ def _join(a: Clock, b: Clock) -> Clock:
     return out
 
 
-def _int(v: Value) -> int | None:
-    if isinstance(v, bool) or v is None:
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, str):
-        try:
-            return int(v, 0)
-        except ValueError:
-            return None
-    return None
-
-
-def _h(v: Value) -> str:
-    return v if isinstance(v, str) else str(v)
-
-
 def _handle_ret(ret: Value) -> str | None:
     """The handle a creating call returned, or None when it failed (or returned nothing usable)."""
     try:
@@ -478,30 +462,18 @@ def analyze(path: str, unobserved: Iterable[str] = ()) -> RaceResult:
     adds to the header's list (``dmaspec check --unobserved``): races are withheld when an op the analysis
     reads is among them.
     """
-    try:
-        stream = open_binary(path)
-    except OSError as e:
-        raise InputError(path, 0, f"cannot read: {e.strerror}") from None
     analysis: RaceAnalysis | None = None
     profile = "latest"
     extra = frozenset(unobserved)
     unobserved = extra
-    with stream:
-        first = True
-        for n, raw in iter_lines(stream):
-            obj = load_line(raw, path, n)
-            if is_header(obj):
-                if not first:
-                    raise InputError(path, n, "a header is only allowed on the first line")
-                header = parse_header(obj, path)
-                profile = header.profile or profile
-                unobserved = header.unobserved | extra
-                first = False
-                continue
-            first = False
-            if analysis is None:
-                analysis = RaceAnalysis(path, profile, unobserved)
-            analysis.feed(validate(obj, path, n))
+    for item in read_events(path):
+        if isinstance(item, Header):
+            profile = item.profile or profile
+            unobserved = item.unobserved | extra
+            continue
+        if analysis is None:
+            analysis = RaceAnalysis(path, profile, unobserved)
+        analysis.feed(item)
     if analysis is None:
         analysis = RaceAnalysis(path, profile, unobserved)
     result = analysis.result()

@@ -1,0 +1,48 @@
+"""What the whole-trace analyses share: reading a trace as validated events, and small value helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from checker.core import InputError
+from checker.trace import Event, Header, is_header, iter_lines, load_line, open_binary, parse_header, validate
+from spec.lang import Value
+
+
+def read_events(path: str) -> Iterator[Header | Event]:
+    """The trace at ``path`` (``-`` for stdin; gzip is recognised): its header first if it has one, then its
+    events, each validated as the checker does (``InputError`` on bad input), streamed."""
+    try:
+        stream = open_binary(path)
+    except OSError as e:
+        raise InputError(path, 0, f"cannot read: {e.strerror}") from None
+    with stream:
+        first = True
+        for n, raw in iter_lines(stream):
+            obj = load_line(raw, path, n)
+            if is_header(obj):
+                if not first:
+                    raise InputError(path, n, "a header is only allowed on the first line")
+                yield parse_header(obj, path)
+            else:
+                yield validate(obj, path, n)
+            first = False
+
+
+def int_value(v: Value) -> int | None:
+    """An integer argument or return value (decimal or 0x-prefixed strings too), else None."""
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str):
+        try:
+            return int(v, 0)
+        except ValueError:
+            return None
+    return None
+
+
+def name_of(v: Value) -> str:
+    """A value as the string that names an object."""
+    return v if isinstance(v, str) else str(v)
