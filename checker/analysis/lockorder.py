@@ -54,6 +54,7 @@ ww-ness (so that the filters are not fooled by which thread came first); and
 one record per (held class, acquired class) inversion.  Nothing else grows
 with the trace.
 
+>>> from checker.trace import validate
 >>> g = LockOrderGraph("t.jsonl")
 >>> for n, (tid, op, lock) in enumerate([(1, "mutex_lock", "a"), (1, "mutex_lock", "b"), (1, "mutex_unlock", "b"),
 ...         (1, "mutex_unlock", "a"), (2, "mutex_lock", "b"), (2, "mutex_lock", "a"), (2, "mutex_unlock", "a"),

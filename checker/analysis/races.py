@@ -66,6 +66,7 @@ unmap, fds until close or exit, fences until init or release.  One vector clock
 per thread and per lock, so the state grows with the numbers of threads and
 locks, not with the number of events; and the races found are kept.
 
+>>> from checker.trace import validate
 >>> a = RaceAnalysis("t.jsonl")
 >>> for n, (tid, op, args, ret) in enumerate([
 ...         (1, "dma_buf_attach", {"dmabuf": "b"}, "at"),
