@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from checker import report
@@ -24,7 +23,7 @@ from checker.analysis.lockorder import (
 from checker.api import check_file
 from checker.core import InputError
 from checker.trace import validate
-from tests.conftest import TRACES
+from tests.conftest import TRACES, write_trace
 
 DIR = os.path.join(TRACES, "lockorder")
 OK = sorted(os.path.join(DIR, "ok", f) for f in os.listdir(os.path.join(DIR, "ok")) if f.endswith(".jsonl"))
@@ -301,12 +300,7 @@ def _workload(n: int, seed: int = 7) -> Iterator[dict[str, Any]]:
 
 def test_streams_a_long_trace(tmp_path: Path) -> None:
     p = tmp_path / "long.jsonl"
-    n = 0
-    with open(p, "wb") as f:
-        f.write(b'{"format":"dmaspec-trace","version":1,"profile":"6.8"}\n')
-        for e in _workload(200_000):
-            f.write(orjson.dumps(e) + b"\n")
-            n += 1
+    n = write_trace(p, _workload(200_000))
     result: LockOrderResult = analyze(str(p))
     assert result.events == n >= 200_000
     assert [(f.rule, f.line, f.related_lines) for f in result.findings] == [(LOCK_ORDER_CYCLE, 7, (2, 3, 6))]

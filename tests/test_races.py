@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from checker import report
@@ -20,7 +19,7 @@ from checker.analysis.races import HISTORY, RACE_UNORDERED_ACCESS, RaceAnalysis,
 from checker.api import check_file
 from checker.core import InputError
 from checker.trace import validate
-from tests.conftest import TRACES
+from tests.conftest import TRACES, write_trace
 
 DIR = os.path.join(TRACES, "races")
 OK = sorted(os.path.join(DIR, "ok", f) for f in os.listdir(os.path.join(DIR, "ok")) if f.endswith(".jsonl"))
@@ -334,12 +333,7 @@ def _workload(n: int, seed: int = 11) -> Iterator[dict[str, Any]]:
 
 def test_streams_a_long_trace(tmp_path: Path) -> None:
     p = tmp_path / "long.jsonl"
-    n = 0
-    with open(p, "wb") as f:
-        f.write(b'{"format":"dmaspec-trace","version":1,"profile":"6.8"}\n')
-        for e in _workload(100_000):
-            f.write(orjson.dumps(e) + b"\n")
-            n += 1
+    n = write_trace(p, _workload(100_000))
     result: RaceResult = analyze(str(p))
     assert result.events == n >= 100_000
     assert [(f.line, f.related_lines, f.objects[0].key) for f in result.findings] == [(4, (3, 5, 6), "planted")]
