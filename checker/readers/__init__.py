@@ -1,0 +1,205 @@
+"""Readers of the trace formats users already have, each a converter to the canonical format.
+
+A reader turns a recording (ftrace text, strace output, ...) into canonical
+events, as a stream: it holds what the format needs to pair and fold events
+(open calls per thread, file-to-buffer links), never the trace.  Checking a
+recording is checking its conversion, so ``dmaspec check rec.txt`` and
+``dmaspec convert rec.txt -o rec.jsonl && dmaspec check rec.jsonl`` give the
+same findings; reports name the recording's own lines.
+
+A reader says what its format cannot see (``Header.unobserved``), so the rules
+that need it are narrowed, and counts what it skipped (``Conversion.skipped``,
+reason -> count): an event it does not know is not an error.  Input it cannot
+read at all is an ``InputError`` with the file and line.
+
+>>> import io
+>>> conv = convert(io.BytesIO(b'{"op": "dma_buf_put", "tid": 1, "args": {"dmabuf": "b"}}\\n'), "t.jsonl")
+>>> conv.format
+'dmaspec'
+"""
+
+from __future__ import annotations
+
+import io
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import orjson
+
+from checker.core import InputError
+from checker.trace import Header
+
+# What a reader yields: the recording's line the event comes from, and the canonical event object.
+Converted = tuple[int, dict[str, Any]]
+
+SNIFF_BYTES = 1 << 16
+
+
+@dataclass
+class Conversion:
+    """A recording being converted: its header and a one-pass stream of canonical events."""
+
+    format: str
+    header: Header
+    events: Iterator[Converted]
+    skipped: Counter[str] = field(default_factory=Counter)  # filled while ``events`` is consumed
+    notes: list[str] = field(default_factory=list)  # what the report should say about the conversion
+
+
+@dataclass(frozen=True)
+class Reader:
+    """One format: how to recognise it from the first bytes, and how to convert it."""
+
+    name: str
+    description: str
+    sniff: Callable[[bytes], bool]
+    read: Callable[[IO[bytes], str, bytes], Conversion]  # (stream past the head, file, head)
+
+
+def _readers() -> list[Reader]:
+    from checker.readers import ftrace, strace
+
+    return [ftrace.READER, strace.READER]
+
+
+def formats() -> dict[str, Reader]:
+    """Every format a recording can be read in, by name (``--from``)."""
+    return {r.name: r for r in _readers()}
+
+
+def is_canonical(head: bytes) -> bool:
+    """The canonical format is JSON Lines: the first non-blank character opens an object."""
+    return head.lstrip()[:1] == b"{"
+
+
+def detect(head: bytes, file: str) -> Reader | None:
+    """The reader of a recording whose first bytes are ``head``; None for the canonical format."""
+    if is_canonical(head):
+        return None
+    for reader in _readers():
+        if reader.sniff(head):
+            return reader
+    known = ", ".join(sorted(formats()))
+    raise InputError(file, 0, f"not a format I know: expected canonical JSON Lines or one of {known} "
+                              "(see dmaspec convert --help; --from names the format)")
+
+
+def convert(stream: IO[bytes], file: str, fmt: str | None = None) -> Conversion:
+    """The conversion of the recording ``stream``: detected, or in format ``fmt``."""
+    head = _peek(stream)
+    if fmt is None or fmt == "dmaspec":
+        reader = detect(head, file) if fmt is None else None
+    else:
+        try:
+            reader = formats()[fmt]
+        except KeyError:
+            raise InputError(file, 0, f"unknown format {fmt!r}: one of dmaspec, {', '.join(sorted(formats()))}") \
+                from None
+    if reader is None:
+        return _canonical(stream, file, head)
+    return reader.read(stream, file, head)
+
+
+def _peek(stream: IO[bytes]) -> bytes:
+    """The first bytes of ``stream``, without consuming them when it can peek."""
+    peek = getattr(stream, "peek", None)
+    if peek is not None:
+        head: bytes = peek(SNIFF_BYTES)[:SNIFF_BYTES]
+        if len(head) >= SNIFF_BYTES or head.endswith(b"\n") or not head:
+            return head
+    return b""  # sniffed from the stream by the caller below
+
+
+def _canonical(stream: IO[bytes], file: str, head: bytes) -> Conversion:
+    from checker.api import read_header
+    from checker.trace import iter_lines, load_line
+
+    header, pending, consumed = read_header(stream, file)
+
+    def events() -> Iterator[Converted]:
+        rest = io.BufferedReader(_Joined(pending, stream))  # type: ignore[arg-type]
+        for n, raw in iter_lines(rest):
+            yield n + consumed, load_line(raw, file, n + consumed)
+
+    return Conversion("dmaspec", header or Header(), events())
+
+
+class _Joined(io.RawIOBase):
+    def __init__(self, prefix: bytes, stream: IO[bytes]) -> None:
+        self.prefix, self.stream = prefix, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self.prefix:
+            n = min(len(buffer), len(self.prefix))
+            buffer[:n], self.prefix = self.prefix[:n], self.prefix[n:]
+            return n
+        data = self.stream.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+# -- writing canonical lines -----------------------------------------------------------------
+
+def header_line(header: Header, fmt: str, file: str) -> bytes:
+    """The canonical header of a conversion: the profile, what the format cannot see, where it came from."""
+    doc: dict[str, Any] = {"format": "dmaspec-trace", "version": 1}
+    if header.profile:
+        doc["profile"] = header.profile
+    if header.unobserved:
+        doc["unobserved"] = sorted(header.unobserved)
+    if header.partial:
+        doc["partial"] = True
+    doc["source"] = {"converted_from": fmt, "file": file, **header.source}
+    return orjson.dumps(doc) + b"\n"
+
+
+class CanonicalStream(io.RawIOBase):
+    """The canonical JSON Lines of a conversion, as a byte stream the executors read.
+
+    ``lines`` collects the recording's line of each event (the i-th event is
+    ``lines[i]``), so findings can name the recording's lines afterwards.
+    With ``src``, each event also carries its recording line as ``"src"``
+    (what ``dmaspec convert`` writes).
+    """
+
+    def __init__(self, conversion: Conversion, *, src: bool = False) -> None:
+        self.events = conversion.events
+        self.lines = array("I")
+        self.src = src
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        want = len(buffer)
+        parts = [self.pending]
+        size = len(self.pending)
+        dumps, append_line = orjson.dumps, self.lines.append
+        for line, event in self.events:
+            if self.src:
+                event["src"] = line
+            raw = dumps(event) + b"\n"
+            append_line(line)
+            parts.append(raw)
+            size += len(raw)
+            if size >= want:
+                break
+        data = b"".join(parts)
+        n = min(want, len(data))
+        buffer[:n] = data[:n]
+        self.pending = data[n:]
+        return n
+
+
+def source_line(lines: array[int], line: int) -> int:
+    """The recording's line of canonical event ``line`` (1-based); past the end: the last line + 1."""
+    if 1 <= line <= len(lines):
+        return lines[line - 1]
+    return (lines[-1] + 1) if lines else line
