@@ -14,7 +14,8 @@ from typing import IO, Literal
 
 from checker.core import TOMBSTONES_PER_TABLE, InputError, Result
 from checker.engines.interpreter import Interpreter
-from checker.engines.runtime import CompiledExecutor
+from checker.engines.runtime import BLOCK, CompiledExecutor
+from checker.readers import SNIFF_BYTES, CanonicalStream, Conversion, convert, detect, remap, source_line
 from checker.trace import Header, is_header, iter_lines, load_line, open_binary, parse_header
 from spec import profile as find_profile
 
@@ -45,8 +46,22 @@ def read_header(stream: IO[bytes], file: str) -> tuple[Header | None, bytes, int
 def check_stream(stream: IO[bytes], file: str, *, profile: str | None = None, engine: Engine = "compiled",
                  keep_going: bool = False, check_leaks: bool = True, unobserved: frozenset[str] = frozenset(),
                  progress: Callable[[int, int], None] | None = None,
-                 tombstones: int = TOMBSTONES_PER_TABLE) -> Result:
-    """Check one trace read from ``stream``; ``profile`` overrides the header's."""
+                 tombstones: int = TOMBSTONES_PER_TABLE, fmt: str | None = None) -> Result:
+    """Check one trace read from ``stream``; ``profile`` overrides the header's.
+
+    The trace may be canonical JSON Lines or any recording a reader knows
+    (``checker.readers``): detected, or named by ``fmt``.  A recording is
+    checked through its conversion, and the result names its own lines.
+    """
+    if fmt != "dmaspec":
+        if not isinstance(stream, io.BufferedReader) and not hasattr(stream, "peek"):
+            stream = io.BufferedReader(_Prefixed(b"", stream), 1 << 16)
+        head = stream.peek(SNIFF_BYTES)[:SNIFF_BYTES]
+        if fmt is not None or detect(head, file) is not None:
+            conversion = convert(stream, file, fmt)
+            return check_conversion(conversion, file, profile=profile, engine=engine, keep_going=keep_going,
+                                    check_leaks=check_leaks, unobserved=unobserved, progress=progress,
+                                    tombstones=tombstones)
     header, pending, consumed = read_header(stream, file)
     name = profile or (header.profile if header else None) or "latest"
     try:
@@ -63,6 +78,42 @@ def check_stream(stream: IO[bytes], file: str, *, profile: str | None = None, en
     ex = CompiledExecutor(prof, file, unobserved=hidden, check_leaks=leaks, tombstones=tombstones)
     ex.run(stream, first_line=consumed, keep_going=keep_going, prefix=pending, progress=progress)
     return ex.finish()
+
+
+def check_conversion(conversion: Conversion, file: str, *, profile: str | None = None,
+                     engine: Engine = "compiled", keep_going: bool = False, check_leaks: bool = True,
+                     unobserved: frozenset[str] = frozenset(), progress: Callable[[int, int], None] | None = None,
+                     tombstones: int = TOMBSTONES_PER_TABLE) -> Result:
+    """Check a recording through its canonical conversion; the result names the recording's lines."""
+    header = conversion.header
+    name = profile or header.profile or "latest"
+    try:
+        prof = find_profile(name)
+    except ValueError as e:
+        raise InputError(file, 0, str(e)) from None
+    hidden = unobserved | header.unobserved
+    leaks = check_leaks and not header.partial
+    canonical = CanonicalStream(conversion)
+    try:
+        if engine == "interpreter":
+            it = Interpreter(prof, file, unobserved=hidden, check_leaks=leaks, tombstones=tombstones)
+            it.feed_lines(iter_lines(io.BufferedReader(canonical)), keep_going=keep_going)
+            result = it.finish()
+        else:
+            ex = CompiledExecutor(prof, file, unobserved=hidden, check_leaks=leaks, tombstones=tombstones)
+            ex.run(io.BufferedReader(canonical, BLOCK), keep_going=keep_going, progress=progress)
+            result = ex.finish()
+    except InputError as e:
+        if e.file != file or not e.line:
+            raise
+        raise InputError(file, source_line(canonical.lines, e.line),
+                         f"{e.message} (in the {conversion.format} reader's conversion)") from None
+    remap(result, canonical.lines)
+    for reason, n in conversion.skipped.items():
+        result.ignored[reason] += n
+    result.source_format = conversion.format
+    result.conversion_notes = list(conversion.notes)
+    return result
 
 
 def check_file(path: str, **options: object) -> Result:

@@ -92,7 +92,8 @@ class Result:
     profile: str
     events: int = 0
     findings: list[Finding] = field(default_factory=list)
-    withheld: Counter[str] = field(default_factory=Counter)  # rule -> findings not reported
+    withheld: Counter[str] = field(default_factory=Counter)  # rule -> findings not reported: uncertain objects
+    undecided: Counter[str] = field(default_factory=Counter)  # rule -> would-be findings of narrowed rules
     ignored: Counter[str] = field(default_factory=Counter)  # reason -> events not about dma-buf
     gaps: list[int] = field(default_factory=list)  # lines of lost-event markers
     reused: int = 0  # handles returned while the model had them live (a missed release)
@@ -101,6 +102,8 @@ class Result:
     leaks_checked: bool = True
     suppressed: int = 0  # findings known from a baseline, not reported
     analyses: list[str] = field(default_factory=list)  # whole-trace analyses that ran too (their CLI flags)
+    source_format: str = "dmaspec"  # the recording's format, when it was converted (checker.readers)
+    conversion_notes: list[str] = field(default_factory=list)  # what the reader says about the conversion
     _fingerprint_counts: Counter[str] = field(default_factory=Counter, repr=False)
 
     @property
@@ -108,13 +111,19 @@ class Result:
         return bool(self.withheld) or bool(self.errors)
 
     def judge(self, rule: str, line: int, op: str, tid: int | None, states: tuple[ObjectState, ...]) -> None:
-        """Record a broken rule: a finding, or withheld when the trace cannot prove it.
+        """Record a broken rule: a finding, or not reported when the trace cannot prove it.
 
-        It cannot when the rule depends on an op the trace does not record, or
-        when any object involved is uncertain (adopted mid-trace, or alive
-        across a gap).  Both engines report through here.
+        A rule that depends on an op the trace does not record (``narrowed``)
+        is not decided by this trace at all: its would-be findings are counted
+        as ``undecided``, and the report says which ops it lacks.  A finding
+        about an uncertain object (adopted mid-trace, or alive across a gap)
+        is ``withheld``, which makes the run inconclusive.  Both engines
+        report through here.
         """
-        if rule in self.narrowed or any(s.uncertain for s in states):
+        if rule in self.narrowed:
+            self.undecided[rule] += 1
+            return
+        if any(s.uncertain for s in states):
             self.withheld[rule] += 1
             return
         roles = "|".join(o.table for o in states)

@@ -160,6 +160,10 @@ def notes_of(r: Result) -> list[str]:
     if r.narrowed:
         ops = sorted({op for v in r.narrowed.values() for op in v})
         notes.append(f"{len(r.narrowed)} rule(s) not decidable because the trace does not record {', '.join(ops)}")
+    if r.undecided:
+        rules = ", ".join(f"{rule} x{n}" for rule, n in sorted(r.undecided.items()))
+        notes.append(f"{sum(r.undecided.values())} possible finding(s) of those rules not decided ({rules})")
+    notes.extend(r.conversion_notes)
     if r.suppressed:
         notes.append(f"{r.suppressed} known finding(s) suppressed by the baseline")
     if r.reused:
@@ -185,9 +189,12 @@ def summary(results: list[Result], errors: list[InputError]) -> str:
         parts.append("no finding")
     if withheld:
         parts.append(f"{withheld} withheld (inconclusive)")
+    undecided = sum(sum(r.undecided.values()) for r in results)
+    if undecided:
+        parts.append(f"{undecided} possible finding(s) of rules the trace cannot decide")
     if errors:
         parts.append(f"{len(errors)} input error(s)")
-    if not findings and not withheld and not errors:
+    if not findings and not withheld and not errors and not undecided:
         parts.append("clean")
     return " ".join(parts[:1]) + " " + "; ".join(parts[1:])
 
@@ -205,7 +212,8 @@ def as_json(results: list[Result], exit_status: int, errors: list[InputError], e
                 "sources": [str(s) for s in _RULES[f.rule].sources],
                 "reproduce": reproduce(r, engine), "fingerprint": fp,
             } for f, fp in zip(r.findings, fingerprints(r), strict=True)],
-            "withheld": dict(r.withheld), "ignored": dict(r.ignored), "gaps": r.gaps, "reused_handles": r.reused,
+            "withheld": dict(r.withheld), "undecided": dict(r.undecided), "format": r.source_format,
+            "ignored": dict(r.ignored), "gaps": r.gaps, "reused_handles": r.reused,
             "narrowed": {k: list(v) for k, v in r.narrowed.items()}, "leaks_checked": r.leaks_checked,
             "suppressed_by_baseline": r.suppressed,
             "errors": [{"file": e.file, "line": e.line, "message": e.message} for e in r.errors],

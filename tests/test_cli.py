@@ -134,7 +134,9 @@ def test_unobserved_ops_narrow_rules(tmp_path) -> None:
     path = write(tmp_path, "n.jsonl", data)
     assert run("check", path).returncode == 1
     r = run("check", "--unobserved", "get_dma_buf", path)
-    assert r.returncode == 3 and "does not record get_dma_buf" in r.stdout
+    # the rule is not decided by this trace: said, counted, and not a failure of the run
+    assert r.returncode == 0 and "does not record get_dma_buf" in r.stdout
+    assert "REF-USE-AFTER-RELEASE x1" in r.stdout and "cannot decide" in r.stdout
 
 
 def test_profile_op_unavailable(tmp_path) -> None:

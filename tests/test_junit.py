@@ -161,11 +161,16 @@ def test_inconclusive_is_skipped_never_passed(tmp_path: Path) -> None:
 def test_unobserved_ops_say_why_per_rule(tmp_path: Path) -> None:
     path = write(tmp_path, "n.jsonl", b"".join(TWO_RULES.splitlines(keepends=True)[:3]))
     result = check_file(path, unobserved=frozenset({"get_dma_buf"}))
-    assert result.withheld and not result.findings
+    assert result.undecided and not result.findings and not result.inconclusive
     (case,) = suite(parse(junit.render([result], per_rule=True))).findall("testcase")
     assert case.get("name") == "REF-USE-AFTER-RELEASE"
     assert (case.find("skipped").get("message") or "").startswith(  # type: ignore[union-attr]
-        "inconclusive: 1 REF-USE-AFTER-RELEASE finding(s) withheld because the trace does not record get_dma_buf")
+        "not decided: 1 possible REF-USE-AFTER-RELEASE finding(s), a rule this trace cannot decide because it "
+        "does not record get_dma_buf")
+    # per trace, a rule the trace cannot decide does not make the run inconclusive
+    (whole,) = suite(parse(junit.render([result]))).findall("testcase")
+    assert whole.find("skipped") is None and whole.find("failure") is None
+    assert "not decided" in (whole.findtext("system-out") or "")
 
 
 def test_input_errors_are_errors(tmp_path: Path) -> None:

@@ -24,12 +24,12 @@ import io
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 import orjson
 
-from checker.core import InputError
+from checker.core import InputError, Result
 from checker.trace import Header
 
 # What a reader yields: the recording's line the event comes from, and the canonical event object.
@@ -70,18 +70,27 @@ def formats() -> dict[str, Reader]:
     return {r.name: r for r in _readers()}
 
 
+CANONICAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
+
+
 def is_canonical(head: bytes) -> bool:
     """The canonical format is JSON Lines: the first non-blank character opens an object."""
     return head.lstrip()[:1] == b"{"
 
 
 def detect(head: bytes, file: str) -> Reader | None:
-    """The reader of a recording whose first bytes are ``head``; None for the canonical format."""
+    """The reader of a recording whose first bytes are ``head``; None for the canonical format.
+
+    What no reader recognises is canonical when it is named so (or is
+    standard input, or empty), so its errors are the canonical reader's.
+    """
     if is_canonical(head):
         return None
     for reader in _readers():
         if reader.sniff(head):
             return reader
+    if file == "-" or file.endswith(CANONICAL_SUFFIXES) or not head.strip():
+        return None
     known = ", ".join(sorted(formats()))
     raise InputError(file, 0, f"not a format I know: expected canonical JSON Lines or one of {known} "
                               "(see dmaspec convert --help; --from names the format)")
@@ -120,7 +129,7 @@ def _canonical(stream: IO[bytes], file: str, head: bytes) -> Conversion:
     header, pending, consumed = read_header(stream, file)
 
     def events() -> Iterator[Converted]:
-        rest = io.BufferedReader(_Joined(pending, stream))  # type: ignore[arg-type]
+        rest = io.BufferedReader(_Joined(pending, stream))
         for n, raw in iter_lines(rest):
             yield n + consumed, load_line(raw, file, n + consumed)
 
@@ -203,3 +212,15 @@ def source_line(lines: array[int], line: int) -> int:
     if 1 <= line <= len(lines):
         return lines[line - 1]
     return (lines[-1] + 1) if lines else line
+
+
+def remap(result: Result, lines: array[int]) -> None:
+    """Make ``result`` name the recording's lines instead of the canonical stream's."""
+    def at(n: int) -> int:
+        return source_line(lines, n) if n else 0
+
+    result.findings = [replace(f, line=at(f.line), objects=tuple(replace(o, born=at(o.born), last=at(o.last))
+                                                                  for o in f.objects))
+                       for f in result.findings]
+    result.gaps = [at(n) for n in result.gaps]
+    result.errors = [InputError(e.file, at(e.line), e.message) for e in result.errors]

@@ -152,11 +152,12 @@ def _inconclusive(result: Result) -> str:
 
 
 def _rule_withheld(result: Result, rule: str) -> str:
+    if result.undecided[rule]:
+        return (f"not decided: {result.undecided[rule]} possible {rule} finding(s), a rule this trace cannot decide "
+                f"because it does not record {', '.join(result.narrowed[rule])}")
     n = result.withheld[rule]
     why = "the trace cannot prove them"
-    if rule in result.narrowed:
-        why = f"the trace does not record {', '.join(result.narrowed[rule])}"
-    elif result.gaps:
+    if result.gaps:
         why = f"the trace has {len(result.gaps)} gap(s) of lost events (first at line {result.gaps[0]})"
     return f"inconclusive: {n} {rule} finding(s) withheld because {why}"
 
@@ -175,7 +176,7 @@ def _trace(suite: _Suite, result: Result, errors: Sequence[InputError], engine: 
 
 
 def _trace_per_rule(suite: _Suite, result: Result, errors: Sequence[InputError], engine: str) -> None:
-    rules = list(dict.fromkeys([f.rule for f in result.findings] + sorted(result.withheld)))
+    rules = list(dict.fromkeys([f.rule for f in result.findings] + sorted(result.withheld | result.undecided)))
     share = len(rules) + bool(errors) or 1
     cls = classname(result.file, per_rule=True)
     lines = read_lines(result.file, {n for f in result.findings for n in (*f.related_lines, f.line)})
@@ -184,7 +185,7 @@ def _trace_per_rule(suite: _Suite, result: Result, errors: Sequence[InputError],
         found = [f for f in result.findings if f.rule == rule]
         if found:
             text = _findings_text(found, result, lines, engine)
-            if result.withheld[rule]:
+            if result.withheld[rule] or result.undecided[rule]:
                 text += "\n\nnote: " + _rule_withheld(result, rule).removeprefix("inconclusive: ")
             suite.failure(case, _failure_message(found), rule, text)
         else:

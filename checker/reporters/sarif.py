@@ -362,6 +362,8 @@ def _run_properties(results: list[Result], errors: list[InputError], engine: str
         "inconclusive": r.inconclusive,
         "withheld": dict(sorted(r.withheld.items())),
         "withheldTotal": sum(r.withheld.values()),
+        "undecided": dict(sorted(r.undecided.items())),
+        "format": r.source_format,
         "gaps": list(r.gaps),
         "narrowed": {rule: list(ops) for rule, ops in sorted(r.narrowed.items())},
         "reusedHandles": r.reused,
