@@ -97,10 +97,12 @@ def check_conversion(conversion: Conversion, file: str, *, profile: str | None =
     try:
         if engine == "interpreter":
             it = Interpreter(prof, file, unobserved=hidden, check_leaks=leaks, tombstones=tombstones)
+            it.result.narrowed.update(conversion.undecidable)
             it.feed_lines(iter_lines(io.BufferedReader(canonical)), keep_going=keep_going)
             result = it.finish()
         else:
             ex = CompiledExecutor(prof, file, unobserved=hidden, check_leaks=leaks, tombstones=tombstones)
+            ex.result.narrowed.update(conversion.undecidable)
             ex.run(io.BufferedReader(canonical, BLOCK), keep_going=keep_going, progress=progress)
             result = ex.finish()
     except InputError as e:

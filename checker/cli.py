@@ -11,12 +11,12 @@ import importlib
 import os
 import sys
 import time
-from typing import NoReturn, cast
+from typing import IO, NoReturn, cast
 
 from checker import baseline, report
 from checker.api import check_file
 from checker.core import InputError, Result
-from checker.trace import OPS_BY_NAME, expand_paths
+from checker.trace import OPS_BY_NAME, expand_paths, open_binary
 from spec import SPEC
 from spec import profile as find_profile
 from spec.lint import lint
@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("paths", nargs="+", metavar="PATH")
     c.add_argument("--profile", help="kernel profile (rfc-2012, 3.5, 4.6, 5.7, 6.2, latest, or a version such as "
                    "6.1); default: the trace header's, else latest")
+    c.add_argument("--from", dest="fmt", choices=("dmaspec", "ftrace", "strace"),
+                   help="the traces' format, instead of recognising it (dmaspec: canonical JSON Lines)")
     c.add_argument("--engine", choices=("compiled", "interpreter"), default="compiled",
                    help="compiled (fast, default) or the reference interpreter")
     c.add_argument("--format", choices=FORMATS, default="text", help="the report on standard output")
@@ -66,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("rules", help="list the rules in force for a profile")
     r.add_argument("--profile", default="latest")
     r.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    v = sub.add_parser("convert", help="convert a recording (ftrace, strace) to the canonical format",
+                       description="Convert a recording to canonical JSON Lines: a header saying what the format "
+                       "cannot see, then one event per line, each with \"src\", its line in the recording. "
+                       "Exit 0, or 2 for input the reader cannot read.")
+    v.add_argument("path", metavar="IN", help="the recording ('-' for stdin; gzip is recognised)")
+    v.add_argument("-o", "--output", metavar="OUT", default="-", help="where to write (default: standard output)")
+    v.add_argument("--from", dest="fmt", choices=("dmaspec", "ftrace", "strace"),
+                   help="the recording's format, instead of recognising it")
     sub.add_parser("spec-lint", help="check the spec for inconsistencies")
     sub.add_parser("profiles", help="list the named profiles")
     return p
@@ -126,11 +136,11 @@ def _analyses(args: argparse.Namespace, path: str, result: Result, unobserved: f
     if args.lock_order:
         from checker.analysis import lockorder
 
-        extras.append(("lock-order", lockorder.analyze(path).result))
+        extras.append(("lock-order", lockorder.analyze(path, args.fmt).result))
     if args.races:
         from checker.analysis import races
 
-        extras.append(("races", races.analyze(path, unobserved=unobserved).result))
+        extras.append(("races", races.analyze(path, unobserved=unobserved, fmt=args.fmt).result))
     for flag, extra in extras:
         result.findings = sorted(result.findings + extra.findings, key=lambda f: f.line)
         result.withheld.update(extra.withheld)
@@ -167,7 +177,8 @@ def _check(args: argparse.Namespace) -> int:
         progress = _Progress(path) if show_progress else None
         try:
             result = check_file(path, profile=args.profile, engine=args.engine, keep_going=args.keep_going,
-                                check_leaks=not args.no_leaks, unobserved=unobserved, progress=progress)
+                                check_leaks=not args.no_leaks, unobserved=unobserved, progress=progress,
+                                fmt=args.fmt)
             if not result.errors:
                 _analyses(args, path, result, unobserved)
         except InputError as err:
@@ -210,10 +221,43 @@ def _check(args: argparse.Namespace) -> int:
     return status
 
 
+def _convert(args: argparse.Namespace) -> int:
+    """Write the canonical conversion of one recording; a summary of what was skipped on stderr."""
+    from checker.readers import CanonicalStream, convert, header_line
+
+    out: IO[bytes] | None = None
+    try:
+        with open_binary(args.path) as stream:
+            conversion = convert(stream, args.path, args.fmt)
+            canonical = CanonicalStream(conversion, src=True)
+            out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+            out.write(header_line(conversion.header, conversion.format, args.path))
+            while chunk := canonical.read(1 << 16):
+                out.write(chunk)
+    except OSError as e:
+        print(f"dmaspec: error: cannot read or write: {e.strerror}", file=sys.stderr)
+        return EXIT_INPUT
+    except InputError as e:
+        print(f"{e}", file=sys.stderr)
+        return EXIT_INPUT
+    finally:
+        if out is not None and out is not sys.stdout.buffer:
+            out.close()
+    skipped = sum(conversion.skipped.values())
+    print(f"dmaspec: converted {len(canonical.lines):,} event(s) from {conversion.format}"
+          + (f"; skipped {skipped:,}: " + ", ".join(f"{n} {why}" for why, n in conversion.skipped.most_common())
+             if skipped else ""), file=sys.stderr)
+    for note in conversion.notes:
+        print(f"dmaspec: note: {note}", file=sys.stderr)
+    return EXIT_CLEAN
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
         return _check(args)
+    if args.command == "convert":
+        return _convert(args)
     if args.command == "rules":
         try:
             sys.stdout.write(report.rules_table(args.profile, args.format))

@@ -89,7 +89,7 @@ def _param_list(params: tuple[Param, ...]) -> str:
 
 # -- opening inputs ---------------------------------------------------------------------
 
-TRACE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".ndjson")
+TRACE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".ndjson", ".strace", ".strace.gz", ".ftrace", ".ftrace.gz")
 
 
 def expand_paths(paths: list[str]) -> list[str]:
@@ -104,7 +104,7 @@ def expand_paths(paths: list[str]) -> list[str]:
                 dirs.sort()
                 found += [os.path.join(root, f) for f in files if f.endswith(TRACE_SUFFIXES)]
             if not found:
-                raise InputError(p, 0, "directory has no trace files (*.jsonl, *.jsonl.gz)")
+                raise InputError(p, 0, "directory has no trace files (*.jsonl, *.strace, *.ftrace, or those .gz)")
             out += sorted(found)
         elif os.path.exists(p):
             out.append(p)
@@ -115,7 +115,7 @@ def expand_paths(paths: list[str]) -> list[str]:
 
 def open_binary(path: str) -> IO[bytes]:
     """A binary stream of the trace: stdin for ``-``, transparently gunzipped."""
-    raw: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    raw: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb", buffering=1 << 16)  # noqa: SIM115
     peek = raw.peek(2)[:2] if isinstance(raw, io.BufferedReader) else b""
     if peek != b"\x1f\x8b":
         return raw

@@ -5,18 +5,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from checker.core import InputError
+from checker.readers import convert, detect
 from checker.trace import Event, Header, is_header, iter_lines, load_line, open_binary, parse_header, validate
 from spec.lang import Value
 
 
-def read_events(path: str) -> Iterator[Header | Event]:
+def read_events(path: str, fmt: str | None = None) -> Iterator[Header | Event]:
     """The trace at ``path`` (``-`` for stdin; gzip is recognised): its header first if it has one, then its
-    events, each validated as the checker does (``InputError`` on bad input), streamed."""
+    events, each validated as the checker does (``InputError`` on bad input), streamed.  A recording in another
+    format (``checker.readers``) is read through its conversion, with its own line numbers."""
     try:
         stream = open_binary(path)
     except OSError as e:
         raise InputError(path, 0, f"cannot read: {e.strerror}") from None
     with stream:
+        head = stream.peek(1 << 16) if hasattr(stream, "peek") else b""
+        if fmt not in (None, "dmaspec") or (fmt is None and detect(head, path) is not None):
+            conversion = convert(stream, path, fmt)
+            yield conversion.header
+            for n, obj in conversion.events:
+                yield validate(obj, path, n)
+            return
         first = True
         for n, raw in iter_lines(stream):
             obj = load_line(raw, path, n)

@@ -456,14 +456,14 @@ def _mm(event: Event) -> str:
 
 # -- files -------------------------------------------------------------------------------------
 
-def analyze(path: str) -> LockOrderResult:
+def analyze(path: str, fmt: str | None = None) -> LockOrderResult:
     """The lock-order analysis of the trace at ``path`` (``-`` for stdin; gzip is recognised).
 
     Streams the file, validating each event as the checker does (``InputError`` on bad input).
     """
     graph: LockOrderGraph | None = None
     profile = "latest"
-    for item in read_events(path):
+    for item in read_events(path, fmt):
         if isinstance(item, Header):
             profile = item.profile or profile
             continue

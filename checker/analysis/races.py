@@ -456,7 +456,7 @@ def _handle_ret(ret: Value) -> str | None:
 
 # -- files -------------------------------------------------------------------------------------
 
-def analyze(path: str, unobserved: Iterable[str] = ()) -> RaceResult:
+def analyze(path: str, unobserved: Iterable[str] = (), fmt: str | None = None) -> RaceResult:
     """The coherency-race analysis of the trace at ``path`` (``-`` for stdin; gzip is recognised).
 
     Streams the file, validating each event as the checker does (``InputError`` on bad input).  ``unobserved``
@@ -467,7 +467,7 @@ def analyze(path: str, unobserved: Iterable[str] = ()) -> RaceResult:
     profile = "latest"
     extra = frozenset(unobserved)
     unobserved = extra
-    for item in read_events(path):
+    for item in read_events(path, fmt):
         if isinstance(item, Header):
             profile = item.profile or profile
             unobserved = item.unobserved | extra

@@ -47,6 +47,7 @@ class Conversion:
     events: Iterator[Converted]
     skipped: Counter[str] = field(default_factory=Counter)  # filled while ``events`` is consumed
     notes: list[str] = field(default_factory=list)  # what the report should say about the conversion
+    undecidable: dict[str, tuple[str, ...]] = field(default_factory=dict)  # rule -> what the format lacks for it
 
 
 @dataclass(frozen=True)
@@ -115,11 +116,10 @@ def convert(stream: IO[bytes], file: str, fmt: str | None = None) -> Conversion:
 def _peek(stream: IO[bytes]) -> bytes:
     """The first bytes of ``stream``, without consuming them when it can peek."""
     peek = getattr(stream, "peek", None)
-    if peek is not None:
-        head: bytes = peek(SNIFF_BYTES)[:SNIFF_BYTES]
-        if len(head) >= SNIFF_BYTES or head.endswith(b"\n") or not head:
-            return head
-    return b""  # sniffed from the stream by the caller below
+    if peek is None:
+        return b""
+    head: bytes = peek(SNIFF_BYTES)[:SNIFF_BYTES]
+    return head
 
 
 def _canonical(stream: IO[bytes], file: str, head: bytes) -> Conversion:
