@@ -264,6 +264,7 @@ class _Converter:
         self.files: dict[str, FileState] = {}
         self.fds: dict[str, tuple[int, int]] = {}  # dmabuf -> (pid, fd) its reference is installed in
         self.fd_owner: dict[tuple[int, int], str] = {}  # (pid, fd) -> dmabuf
+        self.exported: set[str] = set()  # buffers exported in the trace (their reference may be installed unseen)
         self.kprobes = bool(re.search(r": \((?:dma_buf_\w+\+0x|[^)]* <- dma_buf_)", head))
         self.sync_flags = bool(re.search(r"dma_buf_ioctl\+0x[0-9a-f]+/0x[0-9a-f]+\)[^\n]* flags=", head))
         self.tgid = bool(re.search(r"-\d+\s+\(\s*(?:\d+|-+)\)\s+\[\d+\]", head))
@@ -450,8 +451,11 @@ class _Converter:
             for k in ("exp_name", "size"):
                 if k in f:
                     args[k] = f[k]
-            if isinstance(r, str) and handle(f.get("file")):
-                self.link(handle(f.get("file")) or "", r)
+            if isinstance(r, str):
+                self.forget(ev, r)
+                self.exported.add(r)
+                if handle(f.get("file")):
+                    self.link(handle(f.get("file")) or "", r)
             self.emit(ev, func, args, r)
             return
         if func == "dma_buf_release":
@@ -483,6 +487,16 @@ class _Converter:
 
     # -- fds and files --
 
+    def forget(self, ev: Event, dmabuf: str) -> None:
+        """A new buffer at ``dmabuf``'s address: the old one was freed, so its file and fd went first."""
+        where = self.fds.pop(dmabuf, None)
+        if where is not None:
+            self.fd_owner.pop(where, None)
+            self.emit(Event(ev.line, ev.comm, ev.tid, where[0], ev.cpu, ev.ts), "close", {"fd": where[1]}, 0,
+                      kind="syscall")
+        for file in [f for f, state in self.files.items() if state.dmabuf == dmabuf]:
+            del self.files[file]
+
     def installed(self, ev: Event, dmabuf: str, fd: int) -> None:
         """The buffer's reference went into fd ``fd`` of the calling process."""
         key = (ev.pid, fd)
@@ -497,7 +511,7 @@ class _Converter:
         """``dma_buf_get(fd)`` showed that fd ``fd`` holds ``dmabuf``: its install may not have been seen."""
         if self.fds.get(dmabuf) == (ev.pid, fd):
             return
-        if dmabuf not in self.fds:
+        if dmabuf not in self.fds and dmabuf in self.exported:
             self.emit(ev, "dma_buf_fd", {"dmabuf": dmabuf}, fd)
             self.installed(ev, dmabuf, fd)
 
@@ -607,6 +621,7 @@ class _Converter:
         if buf is None:
             self.skipped[f"dma_buf tracepoint without ino ({name})"] += 1
         elif name == "dma_buf_export":
+            self.forget(ev, buf)
             self.emit(ev, "dma_buf_export", {"exp_name": f.get("exp_name"), "size": f.get("size")}, buf)
         elif name == "dma_buf_fd" and isinstance(f.get("fd"), int):
             self.emit(ev, "dma_buf_fd", {"dmabuf": buf}, f["fd"])
