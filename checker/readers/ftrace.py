@@ -59,6 +59,11 @@ PROBE = re.compile(r"\((?:(?P<entry>[\w.]+)\+0x[0-9a-f]+/0x[0-9a-f]+|(?P<caller>
 FIELD = re.compile(r'([\w.]+)[=:]("(?:[^"\\]|\\.)*"|\S+)')
 LOST = re.compile(r"\s*CPU:?\s*(?P<cpu>\d+)\s+\[LOST (?P<count>\d+) EVENTS\]")
 KERNEL_MARK = re.compile(r"dmaspec: kernel=(?P<release>\S+)")
+# function_graph: [abstime |] CPU) [task-pid |] [duration] | body; events inside the graph are /* comments */.
+GRAPH = re.compile(r"\s*(?:(?P<ts>\d+\.\d+)\s*\|\s*)?(?P<cpu>\d+)\)\s+(?:(?P<comm>\S.*?)-(?P<tid>\d+)\s+\|\s+)?"
+                   r"(?P<duration>[^|]*)\|(?P<body>.*)$")
+GRAPH_COMMENT = re.compile(r"/\*\s*(?P<event>.*?)\s*\*/$")
+GRAPH_SWITCH = re.compile(r"\s*(?:-{8,}|\d+\)\s+\S.*=>\s+\S)")
 WRITTEN = re.compile(r"#\s*entries-in-buffer/entries-written:\s*(?P<kept>\d+)/(?P<written>\d+)")
 
 
@@ -71,7 +76,7 @@ def sniff(head: bytes) -> bool:
             return True
         if line.startswith("#") or not line.strip():
             continue
-        if PREFIX.match(line) or LOST.match(line):
+        if PREFIX.match(line) or LOST.match(line) or GRAPH.match(line):
             seen += 1
             if seen >= 1:
                 return True
@@ -238,7 +243,7 @@ class Event:
     tid: int
     pid: int
     cpu: int
-    ts: float
+    ts: float | None
 
 
 @dataclass
@@ -270,6 +275,7 @@ class _Converter:
         self.tgid = bool(re.search(r"-\d+\s+\(\s*(?:\d+|-+)\)\s+\[\d+\]", head))
         self.args_by_position: dict[str, dict[str, str]] = {}
         self.stack_trace = False
+        self.graph_without_threads = False
         self.out: list[Converted] = []
 
     # -- emitting --
@@ -281,7 +287,8 @@ class _Converter:
             event["kind"] = kind
         if ret is not None:
             event["ret"] = ret
-        event["ts"] = ev.ts
+        if ev.ts is not None:
+            event["ts"] = ev.ts
         event["comm"] = ev.comm
         event["cpu"] = ev.cpu
         self.out.append((ev.line, event))
@@ -301,6 +308,12 @@ class _Converter:
             return
         m = PREFIX.match(text)
         if m is None:
+            g = GRAPH.match(text)
+            if g is not None:
+                self.graph(n, g)
+                return
+            if GRAPH_SWITCH.match(text):
+                return
             lost = LOST.match(text)
             if lost:
                 self.lost(n, int(lost["cpu"]), int(lost["count"]))
@@ -312,7 +325,11 @@ class _Converter:
         tgid = m["tgid"]
         pid = int(tgid) if tgid and tgid.isdigit() else tid
         ev = Event(n, m["comm"], tid, pid, int(m["cpu"]), float(m["ts"]))
-        rest = m["rest"]
+        self.event(ev, m["rest"])
+
+    def event(self, ev: Event, rest: str) -> None:
+        """One event (the part after the prefix); ``function_graph`` comments come here too."""
+        n = ev.line
         lost = LOST.search(rest)
         if lost and rest.lstrip().startswith("CPU"):
             self.lost(n, int(lost["cpu"]), int(lost["count"]))
@@ -348,8 +365,25 @@ class _Converter:
             return
         self.skipped[f"ftrace event not about dma-buf ({name.split(':')[-1]})"] += 1
 
+    def graph(self, n: int, g: re.Match[str]) -> None:
+        """A ``function_graph`` line: a call, a return, or an event printed as a comment inside the graph."""
+        body = g["body"].strip()
+        comment = GRAPH_COMMENT.match(body)
+        if comment is None:
+            if body.endswith(("{", ";")) or body.startswith("}"):
+                self.skipped["function_graph call (arguments are in kprobe events)"] += 1
+            else:
+                self.skipped["function_graph line the reader does not know"] += 1
+            return
+        if g["tid"] is None and not self.graph_without_threads:
+            self.graph_without_threads = True
+            self.notes.append("function_graph without funcgraph-proc: each CPU stands for a thread")
+        tid = int(g["tid"]) if g["tid"] else int(g["cpu"])
+        ts = float(g["ts"]) if g["ts"] else None
+        self.event(Event(n, g["comm"] or "", tid, tid, int(g["cpu"]), ts), comment["event"])
+
     def lost(self, n: int, cpu: int, count: int) -> None:
-        ev = Event(n, "", 0, 0, cpu, 0.0)
+        ev = Event(n, "", 0, 0, cpu, None)
         event: dict[str, Any] = {"op": "lost_events", "kind": "annotation", "tid": 0,
                                  "args": {"count": count, "cpu": cpu}}
         self.out.append((ev.line, event))
