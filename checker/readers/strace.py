@@ -164,6 +164,7 @@ _RELEASE = re.compile(r'release="(?P<major>\d+)\.(?P<minor>\d+)')
 _IOC = re.compile(r"_IOC\((?P<dir>[_A-Z|]+|0|0x[0-9a-fA-F]+),\s*(?P<type>0x[0-9a-fA-F]+|\d+),\s*"
                   r"(?P<nr>0x[0-9a-fA-F]+|\d+),\s*(?P<size>0x[0-9a-fA-F]+|\d+)\)")
 _HEXSTRING = re.compile(r'"((?:\\x[0-9a-fA-F]{2})*)"')
+_NUMBER = re.compile(r"(?P<neg>-)?(?:0[xX](?P<hex>[0-9a-fA-F]{1,32})|0(?P<oct>[0-7]{1,40})|(?P<dec>\d{1,40}))")
 _COMMENT = re.compile(r"/\*.*?\*/", re.S)
 _SIZE_FIELD = re.compile(r"\bsize=(0x[0-9a-fA-F]+|\d+)")
 _SNIFF = re.compile(
@@ -257,16 +258,17 @@ def _strip_name(arg: str) -> str:
 
 
 def _int(text: str) -> int:
-    s = _COMMENT.sub("", text).strip()
-    neg = s.startswith("-")
-    body = s[1:] if neg else s
-    if body.startswith(("0x", "0X")):
-        v = int(body[2:], 16)
-    elif body.isdigit():
-        v = int(body, 8) if len(body) > 1 and body[0] == "0" else int(body)
-    else:
+    s = _COMMENT.sub("", text).strip() if "/*" in text else text.strip()
+    m = _NUMBER.fullmatch(s)
+    if m is None:
         raise _Unparseable(f"not a number: {text[:40]!r}")
-    v = -v if neg else v
+    if m.group("hex"):
+        v = int(m.group("hex"), 16)
+    elif m.group("oct"):
+        v = int(m.group("oct"), 8)
+    else:
+        v = int(m.group("dec"))
+    v = -v if m.group("neg") else v
     if not -(1 << 63) <= v < (1 << 64):
         raise _Unparseable("number out of range")
     return v
@@ -627,8 +629,9 @@ class _Converter:
                 continue
             split = _SPLIT_MSG.fullmatch(text) if "strace: Process" in text else None
             if split and not _STRACE_MSG.fullmatch(text.strip()):
-                carry = split.group("head")  # strace's message cut a line in two (strace -f without -o)
-                text = split.group("msg")
+                carry = split.group("head")  # strace's message cut a line in two (strace -f without -o): a child's
+                self.skip("strace message")
+                continue
             try:
                 self.line(text, n, not raw.endswith(b"\n"))
             except _Unparseable:
@@ -685,6 +688,9 @@ class _Converter:
         if stripped.startswith("> "):
             self.skip("stack trace (-k)")
             return
+        if stripped[:1] in "%-0123456789" and _SUMMARY.fullmatch(stripped):
+            self.skip("strace -c summary")
+            return
         m = _HEAD.fullmatch(stripped)
         assert m is not None  # every part is optional
         body = m.group("body")
@@ -701,9 +707,6 @@ class _Converter:
                 if 0 < attached < (1 << 31) and (self.anon_used or not self.seen):
                     self.resolve(attached)  # strace -p: lines without a pid are this process's
             self.skip("strace message")
-            return
-        if pid is None and _SUMMARY.fullmatch(body):
-            self.skip("strace -c summary")
             return
         resumed = _RESUMED.fullmatch(body)
         if resumed:
@@ -1089,7 +1092,7 @@ class _Converter:
         if creator is None and fd not in self.proc(c.tid).fds:
             self.skip("ioctl: fd not known to be a dma-buf")
             return
-        arg = _struct_arg(c.args[2]) if len(c.args) > 2 else _Arg()
+        arg = _struct_arg(_strip_name(c.args[2])) if len(c.args) > 2 else _Arg()
         if creator is not None:
             self.create(c, creator, fd, path, arg)
             return
