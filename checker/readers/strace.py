@@ -39,7 +39,7 @@ prefixes or a pid column; one ``-ff`` file, whose name ends in the pid).
 2 dma_buf_fd {'dmabuf': 'strace:2', 'flags': 524290} 4
 3 close {'fd': 4} 0
 >>> dict(conv.skipped)
-{'openat: opens a dma-buf device': 1}
+{'dma-buf device opened': 1}
 """
 
 from __future__ import annotations
@@ -173,6 +173,9 @@ _SNIFF = re.compile(
     r"|<\.\.\. [a-z_0-9]+ resumed>.*|--- .* ---|\+\+\+ (?:exited|killed|superseded) .* \+\+\+"
     r"|strace: Process \d+ (?:attached|detached).*)\s*")
 
+NOT_ABOUT = "syscall not about dma-buf"
+NOT_DMABUF_FD = "fd not known to be a dma-buf"
+NO_RESULT = "result not shown (= ?)"
 ANON = -1  # the traced task whose pid strace has not printed yet
 MAX_QUEUE = 1 << 16  # events held back while ANON's pid is unknown
 MAX_PENDING_CREATES = 64
@@ -789,7 +792,7 @@ class _Converter:
             self.skip("unparseable arguments")
             return
         if pend.child is not None:
-            self.skip(f"{name}: recorded when its child appeared")
+            self.skip("fork: recorded when the child appeared")
             return
         self.complete(name, done, tid, n, ts)
 
@@ -811,7 +814,7 @@ class _Converter:
                 rv = c.ret()
                 if rv is not None and rv >= 0 and _is_dmabuf(ret_path):
                     self.adopt(c, rv, ret_path)
-            self.skip(f"{name}: not about dma-buf")
+            self.skip(NOT_ABOUT)
             return
         c = _Call(name, _split(args_text), done.group("rv"), err.group("name") if err else None, ret_path, tid, n, ts)
         if name not in FORKS and "dmabuf" in args_text:
@@ -920,7 +923,7 @@ class _Converter:
     def known(self, c: _Call, fd: int) -> bool:
         if fd in self.proc(c.tid).fds:
             return True
-        self.skip(f"{c.name}: fd not known to be a dma-buf")
+        self.skip(NOT_DMABUF_FD)
         return False
 
     def sys_close(self, c: _Call) -> None:
@@ -943,7 +946,7 @@ class _Converter:
         p = self.proc(c.tid)
         fds = sorted(fd for fd in p.fds if first <= fd <= last)
         if c.ret() != 0 or not fds:
-            self.skip("close_range: no dma-buf fd in range")
+            self.skip(NOT_DMABUF_FD)
             return
         for fd in fds:
             if flags & CLOSE_RANGE_CLOEXEC:
@@ -961,7 +964,7 @@ class _Converter:
                 self.emit(c, "close", "syscall", {"fd": newfd}, 0)  # dup2 onto a dma-buf fd closes it
                 del p.fds[newfd]
                 return
-            self.skip(f"{c.name}: fd not known to be a dma-buf")
+            self.skip(NOT_DMABUF_FD)
             return
         self.emit(c, c.name, "syscall", args, ret)
         if ret is not None and ret >= 0 and fd != newfd:
@@ -973,7 +976,7 @@ class _Converter:
             return
         ret = c.ret()
         if ret is None:
-            self.skip("dup: result not shown")
+            self.skip(NO_RESULT)
             return
         self.emit(c, "dup", "syscall", {"fd": fd}, ret)
         if ret >= 0:
@@ -996,7 +999,7 @@ class _Converter:
         cmd_text = _COMMENT.sub("", c.arg(1)).strip()
         cmd = FCNTL_NAMES.get(_int(cmd_text), cmd_text) if cmd_text[:1].isdigit() else cmd_text
         if cmd not in ("F_DUPFD", "F_DUPFD_CLOEXEC", "F_SETFD"):
-            self.skip("fcntl: command changes nothing for dma-buf")
+            self.skip(NOT_ABOUT)
             return
         if not self.known(c, fd):
             return
@@ -1009,7 +1012,7 @@ class _Converter:
                 p.fds[fd] = (p.fds[fd][0], bool(arg & 1))
             return
         if ret is None:
-            self.skip("fcntl: result not shown")
+            self.skip(NO_RESULT)
             return
         arg = _int(c.arg(2)) if len(c.args) > 2 else 0
         self.emit(c, "fcntl", "syscall", {"fd": fd, "cmd": cmd, "arg": arg}, ret)
@@ -1043,11 +1046,11 @@ class _Converter:
 
     def sys_mmap(self, c: _Call) -> None:
         if len(c.args) < 6:
-            self.skip(f"{c.name}: not about dma-buf")
+            self.skip(NOT_ABOUT)
             return
         fd_text = c.arg(4)
         if fd_text.startswith("-"):
-            self.skip(f"{c.name}: not about dma-buf")
+            self.skip(NOT_ABOUT)
             return
         fd, _ = _fd(fd_text)
         if not self.known(c, fd):
@@ -1060,7 +1063,7 @@ class _Converter:
             pass
         ret = c.ret()
         if ret is None:
-            self.skip(f"{c.name}: result not shown")
+            self.skip(NO_RESULT)
             return
         p = self.proc(c.tid)
         if ret >= 0 or c.rv.startswith("0x"):
@@ -1076,7 +1079,7 @@ class _Converter:
         addr = f"0x{_int(c.arg(0)) & ((1 << 64) - 1):x}"
         p = self.proc(c.tid)
         if addr not in p.maps:
-            self.skip("munmap: address not a dma-buf mapping")
+            self.skip("address not a known dma-buf mapping")
             return
         ret = c.ret()
         self.emit(c, "munmap", "syscall", {"addr": addr, "length": _int(c.arg(1))}, ret)
@@ -1090,7 +1093,7 @@ class _Converter:
         if creator is None:
             creator = next((n for n in names if n in CREATORS), None)
         if creator is None and fd not in self.proc(c.tid).fds:
-            self.skip("ioctl: fd not known to be a dma-buf")
+            self.skip(NOT_DMABUF_FD)
             return
         arg = _struct_arg(_strip_name(c.args[2])) if len(c.args) > 2 else _Arg()
         if creator is not None:
@@ -1128,7 +1131,7 @@ class _Converter:
         if path is None:
             path = p.devs.get(fd)
         if ret is None or ret < 0:
-            self.skip(f"{creator}: failed")
+            self.skip("creating ioctl failed")
             return
         size: int | None = None
         new_fd: int | None
@@ -1175,7 +1178,7 @@ class _Converter:
         if new_fd is None or not 0 <= new_fd < (1 << 31):
             if len(p.creates) < MAX_PENDING_CREATES:
                 p.creates.append((exp_name, size, c.line))
-            self.skip(f"{creator}: new fd not shown (strace -v, 6.11 or later, prints it)")
+            self.skip("creating ioctl: new fd not shown (strace 6.11+ with -v prints it)")
             return
         if flags is None:
             flags = K.O_CLOEXEC
@@ -1190,7 +1193,7 @@ class _Converter:
     def _forkish(self, c: _Call) -> None:
         ret = c.ret()
         if ret is None:
-            self.skip(f"{c.name}: result not shown")
+            self.skip(NO_RESULT)
             return
         self.fork_event(c, ret)
 
@@ -1205,7 +1208,7 @@ class _Converter:
         except _Unparseable:
             pass
         if ret is None:
-            self.skip(f"{c.name}: result not shown")
+            self.skip(NO_RESULT)
             return
         self.emit(c, "execve", "syscall", args, ret)
         if ret == 0:
@@ -1227,7 +1230,7 @@ class _Converter:
 
     def sys_exit(self, c: _Call) -> None:
         self.called_exit.add(c.tid)
-        self.skip("exit: a thread exits")
+        self.skip("thread exit")
 
     def sys_openat(self, c: _Call) -> None:
         path: str | None = None
@@ -1238,12 +1241,12 @@ class _Converter:
         shown = c.ret_path or path
         if ret is not None and ret >= 0 and shown and shown.startswith(DEVICE_PREFIXES):
             self.proc(c.tid).devs[ret] = shown.split("<", 1)[0]
-            self.skip(f"{c.name}: opens a dma-buf device")
+            self.skip("dma-buf device opened")
             return
         if ret is not None and ret >= 0 and _is_dmabuf(c.ret_path):
             self.adopt(c, ret, c.ret_path)
             return
-        self.skip(f"{c.name}: not about dma-buf")
+        self.skip(NOT_ABOUT)
 
     sys_open = sys_openat2 = sys_creat = sys_openat
 
@@ -1251,7 +1254,7 @@ class _Converter:
         ret = c.ret()
         if c.tid == ANON and self.anon_pid is None and ret is not None and 0 < ret < (1 << 31):
             self.resolve(ret)
-        self.skip(f"{c.name}: not about dma-buf")
+        self.skip(NOT_ABOUT)
 
     sys_gettid = sys_getpid = sys_set_tid_address
 
@@ -1259,7 +1262,7 @@ class _Converter:
         ends = [int(m.group("ino") or m.group("sino")) for m in _UNIX.finditer(c.arg(3))] if len(c.args) > 3 else []
         if len(ends) == 2 and len(self.peer) < MAX_IN_FLIGHT:
             self.peer[ends[0]], self.peer[ends[1]] = ends[1], ends[0]
-        self.skip("socketpair: not about dma-buf")
+        self.skip(NOT_ABOUT)
 
     def _socket(self, text: str) -> tuple[int | None, int | None]:
         m = _UNIX.search(text)
@@ -1273,11 +1276,11 @@ class _Converter:
         ret = c.ret()
         rights = _scm_rights(c.arg(1)) if len(c.args) > 1 else []
         if ret is None or ret < 0 or not rights:
-            self.skip("sendmsg: not about dma-buf")
+            self.skip(NOT_ABOUT)
             return
         _, peer = self._socket(c.arg(0))
         if peer is None:
-            self.skip("sendmsg: receiving socket unknown (strace -yy shows it)")
+            self.skip("fds sent to a socket whose peer is unknown (strace -yy shows it)")
             return
         p = self.proc(c.tid)
         q = self.in_flight.setdefault(peer, deque())
@@ -1287,13 +1290,13 @@ class _Converter:
         while self.in_flight_count > MAX_IN_FLIGHT:
             oldest = next(iter(self.in_flight))
             self.in_flight_count -= len(self.in_flight.pop(oldest))
-        self.skip("sendmsg: passes fds (received by recvmsg)")
+        self.skip("fds sent (recorded when received)")
 
     def sys_recvmsg(self, c: _Call) -> None:
         ret = c.ret()
         rights = _scm_rights(c.arg(1)) if len(c.args) > 1 else []
         if ret is None or ret < 0 or not rights:
-            self.skip("recvmsg: not about dma-buf")
+            self.skip(NOT_ABOUT)
             return
         ino, _ = self._socket(c.arg(0))
         q = self.in_flight.get(ino) if ino is not None else None
@@ -1309,7 +1312,7 @@ class _Converter:
                 self.receive(c, fd, handle, cloexec)
                 got = True
         if not got:
-            self.skip("recvmsg: not about dma-buf")
+            self.skip(NOT_ABOUT)
 
     def sys_pidfd_getfd(self, c: _Call) -> None:
         ret = c.ret()
@@ -1322,7 +1325,7 @@ class _Converter:
             entry = owner.fds.get(_int(c.arg(1))) if owner is not None else None
             handle = entry[0] if entry else None
         if ret is None or ret < 0 or (handle is None and not _is_dmabuf(c.ret_path)):
-            self.skip("pidfd_getfd: not about dma-buf")
+            self.skip(NOT_ABOUT)
             return
         self.receive(c, ret, handle, True)
 
@@ -1378,6 +1381,25 @@ _CREATE_SHOWN = re.compile(r"(?:DMA_HEAP_IOCTL_ALLOC|UDMABUF_CREATE(?:_LIST)?|DR
                            r"|0x40187542|0x40087543|0xc00c642d)[^,(]*, (?P<arg>[\"{]|0x[0-9a-fA-F]+\)|NULL\))")
 
 
+def _starts_midway(head: str) -> bool:
+    """Whether the recording starts in the middle of the program: its first call is not an ``execve``.
+
+    ``strace -p`` attaches to a running program, and usually detaches before it ends.
+
+    >>> _starts_midway('4242  execve("./app", ["./app"], 0x7ffd /* 20 vars */) = 0\\n')
+    False
+    >>> _starts_midway('strace: Process 4242 attached\\nclose(3) = 0\\n')
+    True
+    """
+    for line in head.split("\n", 64)[:64]:
+        stripped = line.strip()
+        if not stripped or _STRACE_MSG.fullmatch(stripped) and not _ATTACHED.match(stripped):
+            continue
+        m = _HEAD.fullmatch(stripped)
+        return m is None or not m.group("body").startswith(("execve(", "execveat("))
+    return False
+
+
 def undecidable(head: str) -> dict[str, tuple[str, ...]]:
     """Rules the recording cannot decide, as its first lines show: ioctl structs printed as pointers.
 
@@ -1410,8 +1432,7 @@ def read(stream: IO[bytes], file: str, head: bytes) -> Conversion:
     source: dict[str, Any] = {"recorder": "strace", "decode_fds": decorated}
     if m:
         source["kernel"] = text[m.start() + len('release="'):text.find('"', m.start() + len('release="'))][:64]
-    header = Header(profile=profile, unobserved=UNOBSERVED, partial=_ATTACHED.match(text.lstrip()) is not None,
-                    source=source)
+    header = Header(profile=profile, unobserved=UNOBSERVED, partial=_starts_midway(text), source=source)
     conv = Conversion("strace", header, iter(()))
     conv.notes.append("strace sees system calls only: kernel-internal dma-buf calls, exporter callbacks and CPU "
                       "accesses to mappings are not in the trace (listed as unobserved)")
