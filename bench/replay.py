@@ -12,8 +12,11 @@ while the number of distinct handles grows with the length of the trace.
 For each size it prints: reading and decoding alone (msgspec, 1 MiB blocks,
 as the executor reads), the compiled executor end to end, the interpreter,
 and the peak memory of each, every measurement in a fresh subprocess; then
-the goals and whether they are met.  It asserts only that the traces check
-clean: a benchmark of a trace full of findings measures the wrong thing.
+the goals and whether they are met.  Beside them, an ftrace text row: the
+same kind of work as kprobe events of a stock kernel (``generate_ftrace``), at
+most 1M kprobe events (20k with ``--quick``), checked end to end through the
+ftrace reader.  It asserts only that the traces check clean: a benchmark of a
+trace full of findings measures the wrong thing.
 
 Usage::
 
@@ -578,6 +581,184 @@ def write_prefix(src: str, dst: str, n_events: int) -> None:
             left -= lines
 
 
+# -- ftrace text ----------------------------------------------------------------------------
+#
+# The same kind of work as a stock kernel records it: kprobe and kretprobe events on the dma-buf
+# core in the shapes of the real 6.12 recordings (BTF-named fields, ``( tgid)`` column, 5-character
+# flags, the probe definitions of traces/record/ftrace-setup.sh), with ``function`` tracer lines in
+# between.  Each process exports a pool of buffers, links each one's ``struct file`` (``file=`` on
+# the export's return probe), installs an fd, seeks and maps it; its render thread imports them
+# (dma_buf_get, an attach the core turns into a dynamic attach) and maps and unmaps them per frame
+# while the main thread brackets CPU writes with DMA_BUF_IOCTL_SYNC; then everything is unmapped,
+# detached, put and closed.  Fresh pointers for every buffer, attachment and sg_table.
+
+FTRACE_CAP = 1_000_000  # kprobe events of the ftrace row at most (at larger sizes, this many)
+FTRACE_QUICK = 20_000  # the ftrace row's size in --quick
+FTRACE_HEADER = """\
+# tracer: function
+#
+#                                          _-----=> irqs-off/BH-disabled
+#                                         / _----=> need-resched
+#                                        | / _---=> hardirq/softirq
+#                                        || / _--=> preempt-depth
+#                                        ||| / _-=> migrate-disable
+#                                        |||| /     delay
+#           TASK-PID       TGID    CPU#  |||||  TIMESTAMP  FUNCTION
+#              | |           |       |   |||||     |         |
+"""
+# (main thread, render thread, exporter, where dma_buf_export returns to, where dma_buf_fd returns to)
+FTRACE_APPS = (("camera-hal", "Render Thread", "system", "system_heap_allocate+0x11a/0x400",
+                "dma_heap_ioctl+0x146/0x300"),
+               ("dmabuf-exercise", "dmabuf-exercise", "udmabuf", "udmabuf_create+0x49e/0x650",
+                "udmabuf_create+0x4bd/0x650"),
+               ("weston", "weston:gl0", "drm", "drm_gem_dmabuf_export+0x18/0x90 [drm]",
+                "drm_gem_prime_handle_to_fd+0xa5/0x280 [drm]"))
+
+
+@dataclass
+class FtraceStats:
+    kprobes: int = 0  # kprobe and kretprobe lines: the size the row is named by
+    lines: int = 0  # every event line (kprobes, function tracer lines, the marker)
+    buffers: int = 0
+
+
+def ftrace_session(w: World, st: FtraceStats) -> Iterator[list[tuple[str, str, str]]]:
+    """One process: a pool of buffers through their whole life.  Yields steps: (thread, flags, event) lines."""
+    rng = w.rng
+    pid, main = w.new_process()
+    render = w.new_tid()
+    comm, rcomm, exporter, export_site, fd_site = rng.choice(FTRACE_APPS)
+    me = f" {comm}-{main:<7} ({pid:>7}) [{rng.randrange(8):03d}]"
+    rt = f" {rcomm}-{render:<7} ({pid:>7}) [{rng.randrange(8):03d}]"
+    fds = FdTable(5)
+    dev = rng.choice(('"vgem"', '"0000:03:00.0"', '"i915"'))
+    arg = f"0x7ffc{rng.randrange(1 << 24):06x}0"
+    for _ in range(rng.randint(2, 6)):
+        size = rng.choice(NV12_SIZES)
+        pool = []
+        for _ in range(rng.choice((2, 3, 4))):
+            st.buffers += 1
+            n = st.buffers
+            b, a, fd = w.new_buf(), w.new_att(), fds.get()
+            file, inode = f"0xffff8886{n * 0x100:08x}", f"0xffff8887{n * 0x200:08x}"
+            dentry = f"0xffff8888{n * 0xc0:08x}"
+            va = w.new_uaddr()
+            yield [(me, "...1.", f"dma_buf_export: (dma_buf_export+0x4/0x2c0) exp_name=\"{exporter}\" size={size} "
+                                 "flags=0x2 ops=0xffffffff82935120 priv=0xff196cf64232d880"),
+                   (me, "...1.", f"dma_buf_export <-{export_site.split('+')[0]}"),
+                   (me, ".....", "dma_resv_init <-dma_buf_export"),
+                   (me, ".....", f"dma_buf_export_ret: ({export_site} <- dma_buf_export) ret={b} size={size} "
+                                 f"exp_name=\"{exporter}\" file={file}"),
+                   (me, "...1.", f"dma_buf_fd: (dma_buf_fd+0x4/0x50) dmabuf={b} size={size} exp_name=\"{exporter}\" "
+                                 "flags=0x80002"),
+                   (me, "...1.", f"dma_buf_fd <-{fd_site.split('+')[0]}"),
+                   (me, ".....", f"dma_buf_fd_ret: ({fd_site} <- dma_buf_fd) ret={fd}")]
+            yield [(me, "...1.", f"dma_buf_llseek: (dma_buf_llseek+0x4/0x70) file={file} offset=0 whence=2"),
+                   (me, ".....", f"dma_buf_llseek_ret: (ksys_lseek+0x69/0xb0 <- dma_buf_llseek) ret={size}"),
+                   (me, "...1.", f"dma_buf_mmap_internal: (dma_buf_mmap_internal+0x4/0x50) file={file} "
+                                 f"vm_start={va} vm_end=0x{int(va, 16) + size:x} vm_pgoff=0"),
+                   (me, ".....", "dma_buf_mmap_internal_ret: (mmap_region+0x5a1/0xa60 <- dma_buf_mmap_internal) ret=0")]
+            yield [(rt, "...1.", f"dma_buf_get: (dma_buf_get+0x4/0x50) fd={fd}"),
+                   (rt, "...1.", "dma_buf_get <-drm_gem_prime_fd_to_handle"),
+                   (rt, ".....", f"dma_buf_get_ret: (drm_gem_prime_fd_to_handle+0x27/0x210 [drm] <- dma_buf_get) "
+                                 f"ret={b}"),
+                   (rt, "...1.", f"dma_buf_attach: (dma_buf_attach+0x4/0x20) dmabuf={b} dev={dev}"),
+                   (rt, "...1.", f"dma_buf_dynamic_attach: (dma_buf_dynamic_attach+0x4/0x260) dmabuf={b} dev={dev} "
+                                 "importer_ops=0x0"),
+                   (rt, "...1.", "dma_buf_dynamic_attach <-[unknown/kretprobe'd]"),
+                   (rt, ".....", f"dma_buf_dynamic_attach_ret: ([unknown/kretprobe'd] <- dma_buf_dynamic_attach) "
+                                 f"ret={a}"),
+                   (rt, ".....", f"dma_buf_attach_ret: (drm_gem_prime_import_dev+0x44/0x170 [drm] <- dma_buf_attach) "
+                                 f"ret={a}")]
+            st.kprobes += 16
+            st.lines += 21
+            pool.append((b, a, fd, file, inode, dentry))
+        for f in range(rng.randint(5, 40)):
+            if w.stopping and f:
+                break
+            b, a, fd, file, _, _ = pool[f % len(pool)]
+            sg = w.new_sg()
+            yield [(rt, "...1.", f"dma_buf_map_attachment_unlocked: (dma_buf_map_attachment_unlocked+0x4/0x70) "
+                                 f"attach={a} direction=0"),
+                   (rt, "...1.", f"dma_buf_map_attachment: (dma_buf_map_attachment+0x4/0xf0) attach={a} direction=0"),
+                   (rt, ".....", f"dma_buf_map_attachment_ret: (dma_buf_map_attachment_unlocked+0x37/0x70 <- "
+                                 f"dma_buf_map_attachment) ret={sg} nents=4 orig_nents=4"),
+                   (rt, ".....", f"dma_buf_map_attachment_unlocked_ret: (drm_gem_prime_import_dev+0x70/0x170 [drm] <- "
+                                 f"dma_buf_map_attachment_unlocked) ret={sg}")]
+            yield [(me, "...1.", f"dma_buf_ioctl: (dma_buf_ioctl+0x4/0x410) file={file} cmd=0x40086200 arg={arg} "
+                                 "flags=0x2"),
+                   (me, "...1.", "dma_buf_ioctl <-__x64_sys_ioctl"),
+                   (me, "...1.", f"dma_buf_begin_cpu_access: (dma_buf_begin_cpu_access+0x4/0x70) dmabuf={b} "
+                                 "direction=1"),
+                   (me, ".....", "system_heap_dma_buf_begin_cpu_access <-dma_buf_begin_cpu_access"),
+                   (me, ".....", "dma_buf_begin_cpu_access_ret: (dma_buf_ioctl+0x348/0x410 <- "
+                                 "dma_buf_begin_cpu_access) ret=0"),
+                   (me, ".....", "dma_buf_ioctl_ret: (__x64_sys_ioctl+0x97/0xc0 <- dma_buf_ioctl) ret=0"),
+                   (me, "...1.", f"dma_buf_ioctl: (dma_buf_ioctl+0x4/0x410) file={file} cmd=0x40086200 arg={arg} "
+                                 "flags=0x6"),
+                   (me, ".....", "dma_buf_ioctl_ret: (__x64_sys_ioctl+0x97/0xc0 <- dma_buf_ioctl) ret=0")]
+            yield [(rt, "...1.", f"dma_buf_unmap_attachment_unlocked: (dma_buf_unmap_attachment_unlocked+0x4/0x70) "
+                                 f"attach={a} sg_table={sg} direction=0"),
+                   (rt, "...1.", f"dma_buf_unmap_attachment: (dma_buf_unmap_attachment+0x4/0x90) attach={a} "
+                                 f"sg_table={sg} direction=0")]
+            st.kprobes += 12
+            st.lines += 14
+        for b, a, fd, file, inode, dentry in pool:
+            yield [(rt, "...1.", f"dma_buf_detach: (dma_buf_detach+0x4/0xd0) dmabuf={b} attach={a}"),
+                   (rt, "...1.", "dma_buf_detach <-drm_prime_gem_destroy"),
+                   (rt, "...1.", f"dma_buf_put: (dma_buf_put+0x4/0x30) dmabuf={b} exp_name=\"{exporter}\"")]
+            yield [(me, "...1.", f"dma_buf_file_release: (dma_buf_file_release+0x4/0x80) inode={inode} file={file}"),
+                   (me, "...1.", "dma_buf_file_release <-__fput"),
+                   (me, "...1.", f"dma_buf_release: (dma_buf_release+0x4/0x90) dentry={dentry}"),
+                   (me, "...1.", "dma_buf_release <-__dentry_kill")]
+            fds.put(fd)
+            st.kprobes += 4
+            st.lines += 7
+        if w.stopping:
+            return
+
+
+def generate_ftrace(path: str, n_kprobes: int, *, seed: int = 2024, concurrent: int = 16) -> FtraceStats:
+    """Write a correct ftrace text trace of about ``n_kprobes`` kprobe events (a few more: every process winds down)."""
+    w = World(seed)
+    st = FtraceStats()
+    rng = w.rng
+    active = [ftrace_session(w, st) for _ in range(concurrent)]
+    deltas = [rng.randint(1, 40) for _ in range(4096)]
+    t = 4_170_000_000
+    di = 0
+    out: list[str] = []
+    app = out.append
+    rnd = rng.random
+    with open(path, "w", encoding="ascii", buffering=1 << 20) as fh:
+        fh.write(FTRACE_HEADER)
+        fh.write(f" {'gnome-shell':>16}-{w.comp_tid:<7} ({w.comp_pid:>7}) [000] ..... {t / 1e6:12.6f}: "
+                 "tracing_mark_write: dmaspec: kernel=6.12.57-amd64\n")
+        st.lines += 1
+        while active:
+            if st.kprobes >= n_kprobes:
+                w.stopping = True
+            i = int(rnd() * len(active))
+            try:
+                step = next(active[i])
+            except StopIteration:
+                if w.stopping:
+                    active[i] = active[-1]
+                    active.pop()
+                else:
+                    active[i] = ftrace_session(w, st)
+                continue
+            for who_, flags, event in step:
+                t += deltas[di & 4095]
+                di += 1
+                app(f"{who_} {flags} {t // 1000000:>5}.{t % 1000000:06d}: {event}\n")
+            if len(out) >= 8192:
+                fh.write("".join(out))
+                out.clear()
+        fh.write("".join(out))
+    return st
+
+
 # -- measurements, each in a fresh subprocess ----------------------------------------------
 #
 # Peak memory is the child's own ru_maxrss (getrusage(RUSAGE_SELF) at its end).
@@ -716,6 +897,7 @@ class SizeResult:
     interp: dict[str, Any]
     interp_events: int
     startup: dict[str, Any]
+    ftrace: FtraceResult | None = None
 
     @property
     def compiled_rate(self) -> float:
@@ -724,6 +906,32 @@ class SizeResult:
     @property
     def interp_rate(self) -> float:
         return float(self.interp["events"] / self.interp["seconds"])
+
+
+@dataclass
+class FtraceResult:
+    stats: FtraceStats
+    file_mb: float
+    gen_seconds: float
+    check: dict[str, Any]
+
+
+def measure_ftrace(n_kprobes: int, workdir: str, seed: int, keep: bool) -> FtraceResult:
+    """check_file() on an ftrace text trace of about ``n_kprobes`` kprobe events (compiled engine)."""
+    path = os.path.join(workdir, f"replay-{n_kprobes}-kprobes.ftrace.txt")
+    t0 = time.perf_counter()
+    stats = generate_ftrace(path, n_kprobes, seed=seed)
+    gen_seconds = time.perf_counter() - t0
+    file_mb = os.path.getsize(path) / 1e6
+    print(f"[ftrace text, {fmt_n(stats.kprobes)} kprobe events] generated {path} ({file_mb:,.0f} MB) in "
+          f"{gen_seconds:.1f} s", flush=True)
+    check = run_child(CHECK_CHILD, path, "compiled", "1")
+    check_clean(f"{path} (ftrace text, compiled)", check)
+    if not check["events"]:
+        raise AssertionError(f"{path}: the ftrace reader converted no event")
+    if not keep:
+        os.unlink(path)
+    return FtraceResult(stats, file_mb, gen_seconds, check)
 
 
 def measure_size(n: int, workdir: str, seed: int) -> SizeResult:
@@ -779,7 +987,21 @@ def print_size(r: SizeResult) -> None:
         print(f"{label:46}{fmt_n(m['events']):>11}{m['seconds']:>8.2f}s{fmt_n(rate):>12}{m['cpu']:>8.2f}s"
               f"{mb(m['peak']):>10}{mb(m['rss0']):>15}")
     note = " (interpreter rate measured on the prefix)" if r.interp_events < r.events else ""
+    if r.ftrace is not None:
+        ft, m = r.ftrace, r.ftrace.check
+        rate = ft.stats.kprobes / m["seconds"]
+        label = "ftrace text (kprobe events), check_file()"
+        print(f"{label:46}{fmt_n(ft.stats.kprobes):>11}{m['seconds']:>8.2f}s{fmt_n(rate):>12}{m['cpu']:>8.2f}s"
+              f"{mb(m['peak']):>10}{mb(m['rss0']):>15}")
     print(f"compiled / interpreter: {r.compiled_rate / r.interp_rate:.1f}x{note}")
+    if r.ftrace is not None:
+        ft, m = r.ftrace, r.ftrace.check
+        capped = " (capped: fewer events than the rows above)" if ft.stats.kprobes < r.events else ""
+        print(f"ftrace text{capped}: {fmt_n(ft.stats.kprobes)} kprobe events and "
+              f"{fmt_n(ft.stats.lines - ft.stats.kprobes)} other lines (function tracer, the kernel marker; "
+              f"{ft.file_mb:,.0f} MB, {fmt_n(ft.stats.buffers)} buffers) became {fmt_n(m['events'])} canonical "
+              f"events: {fmt_n(ft.stats.lines / m['seconds'])} lines/s, {fmt_n(m['events'] / m['seconds'])} "
+              "canonical events/s, end to end through the reader")
     print(f"fixed cost in the compiled figure: {r.startup['first_call']:.2f} s for the first check_file() of a "
           f"process (a 10-event trace; loading the generated module), besides {r.startup['import']:.2f} s to import "
           "checker.api (not timed)")
@@ -842,9 +1064,14 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(workdir, exist_ok=True)
     print(f"dmaspec replay benchmark: python {sys.version.split()[0]}, {os.cpu_count()} CPUs, traces in {workdir}")
     results: list[SizeResult] = []
+    ftrace: dict[int, FtraceResult] = {}
     try:
         for n in sizes:
             r = measure_size(n, workdir, args.seed)
+            n_kprobes = FTRACE_QUICK if args.quick else min(n, FTRACE_CAP)
+            if n_kprobes not in ftrace:  # the row is capped: one measurement serves every larger size
+                ftrace[n_kprobes] = measure_ftrace(n_kprobes, workdir, args.seed, args.keep)
+            r.ftrace = ftrace[n_kprobes]
             print_size(r)
             results.append(r)
         print_goals(results)

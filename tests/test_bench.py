@@ -14,3 +14,13 @@ def test_replay_benchmark_quick_run_checks_its_trace_clean() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "compiled executor" in r.stdout and "events/s" in r.stdout
     assert "all generated traces checked clean" in r.stdout
+    assert "ftrace text (kprobe events), check_file()" in r.stdout
+
+
+def test_fuzz_benchmark_runs_and_reports() -> None:
+    """bench/fuzz.py fuzzes every format and prints its rate; a failure it finds comes with a reproducer."""
+    r = subprocess.run([sys.executable, "bench/fuzz.py", "--examples", "20", "--kind", "bytes", "--kind", "edits"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert "examples/s" in r.stdout and " examples in " in r.stdout, r.stdout
+    assert ("FAILED" in r.stdout and "reproduce with" in r.stdout) == (r.returncode == 1), r.stdout
