@@ -93,7 +93,7 @@ def check_conversion(conversion: Conversion, file: str, *, profile: str | None =
         raise InputError(file, 0, str(e)) from None
     hidden = unobserved | header.unobserved
     leaks = check_leaks and not header.partial
-    canonical = CanonicalStream(conversion)
+    canonical = CanonicalStream(conversion, file=file)
     try:
         if engine == "interpreter":
             it = Interpreter(prof, file, unobserved=hidden, check_leaks=leaks, tombstones=tombstones)
@@ -106,7 +106,7 @@ def check_conversion(conversion: Conversion, file: str, *, profile: str | None =
             ex.run(io.BufferedReader(canonical, BLOCK), keep_going=keep_going, progress=progress)
             result = ex.finish()
     except InputError as e:
-        if e.file != file or not e.line:
+        if e.file != file or not e.line or getattr(e, "recording", False):
             raise
         raise InputError(file, source_line(canonical.lines, e.line),
                          f"{e.message} (in the {conversion.format} reader's conversion)") from None

@@ -229,7 +229,7 @@ def _convert(args: argparse.Namespace) -> int:
     try:
         with open_binary(args.path) as stream:
             conversion = convert(stream, args.path, args.fmt)
-            canonical = CanonicalStream(conversion, src=True)
+            canonical = CanonicalStream(conversion, src=True, file=args.path)
             out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
             out.write(header_line(conversion.header, conversion.format, args.path))
             while chunk := canonical.read(1 << 16):

@@ -177,8 +177,9 @@ class CanonicalStream(io.RawIOBase):
     (what ``dmaspec convert`` writes).
     """
 
-    def __init__(self, conversion: Conversion, *, src: bool = False) -> None:
+    def __init__(self, conversion: Conversion, *, src: bool = False, file: str = "") -> None:
         self.events = conversion.events
+        self.file = file
         self.lines = array("I")
         self.src = src
         self.pending = b""
@@ -191,15 +192,23 @@ class CanonicalStream(io.RawIOBase):
         parts = [self.pending]
         size = len(self.pending)
         dumps, append_line = orjson.dumps, self.lines.append
-        for line, event in self.events:
-            if self.src:
-                event["src"] = line
-            raw = dumps(event) + b"\n"
-            append_line(line)
-            parts.append(raw)
-            size += len(raw)
-            if size >= want:
-                break
+        try:
+            for line, event in self.events:
+                if self.src:
+                    event["src"] = line
+                raw = dumps(event) + b"\n"
+                append_line(line)
+                parts.append(raw)
+                size += len(raw)
+                if size >= want:
+                    break
+        except InputError as e:
+            e.recording = True  # type: ignore[attr-defined]  # already names the recording's line
+            raise
+        except orjson.JSONEncodeError as e:
+            error = InputError(self.file, line, f"a number out of range ({e}): integers fit in 64 bits")
+            error.recording = True  # type: ignore[attr-defined]
+            raise error from None
         data = b"".join(parts)
         n = min(want, len(data))
         buffer[:n] = data[:n]
