@@ -18,7 +18,7 @@ from checker.readers import convert, formats
 from checker.readers.ftrace import PREFIX, sniff
 
 ROOT = Path(__file__).resolve().parent.parent
-REAL = ROOT.parent / "shared" / "real-traces"
+REAL = ROOT / "traces" / "real"  # a copy of ../shared/real-traces, so a fresh clone has them
 REAL_TRACES = sorted(REAL.glob("trace-*.txt"))
 SAMPLES = ROOT / "traces" / "ftrace"
 SCHEMA = Draft202012Validator(json.loads((ROOT / "traces/schema/dmaspec-trace-v1.schema.json").read_text()))
@@ -324,3 +324,11 @@ def test_function_graph_reads_the_events_inside_the_graph() -> None:
     conv = convert(io.BufferedReader(io.BytesIO(no_proc.encode())), "g.txt")
     assert [(e["op"], e["tid"]) for _, e in conv.events] == [("dma_buf_put", 0)]
     assert any("funcgraph-proc" in note for note in conv.notes)
+
+
+def test_the_bundled_copy_is_the_shared_recording() -> None:
+    shared = ROOT.parent / "shared" / "real-traces"
+    for path in REAL_TRACES:
+        original = shared / path.name
+        # a fresh clone without ../shared checks the copy alone; beside it, the copy must not drift
+        assert not original.exists() or original.read_bytes() == path.read_bytes(), path.name
