@@ -459,3 +459,14 @@ def test_the_ftrace_reader_reads_what_the_definitions_record(tmp_path: Path) -> 
     header, *events = (json.loads(line) for line in converted.stdout.splitlines())
     assert header["profile"] == "6.12" and "ioctl" not in header["unobserved"]  # the marker; the SYNC flags
     assert [e["args"].get("flags") for e in events if e["op"] == "ioctl"] == [2, 6]
+
+
+def test_start_changes_nothing_when_the_kernel_rejects_every_probe(tmp_path: Path) -> None:
+    t = fake_tracefs(tmp_path)
+    (t / "kprobe_events").unlink()
+    (t / "kprobe_events").mkdir()  # every write fails, as for a kernel without these functions
+    r = setup_sh("start", "--argn", "--assume-offsets", tracefs=t)
+    assert r.returncode == 1 and "no probe could be defined" in r.stderr
+    assert "not defined (function missing, inlined or not probeable here): dma_buf_export " in r.stderr
+    assert "cannot create" not in r.stderr
+    assert (t / "tracing_on").read_text() == "" and (t / "current_tracer").read_text() == ""

@@ -179,12 +179,12 @@ find_tracefs() {
 
 # Write one line to a tracefs file; non-zero when the kernel rejects it.
 tracefs_write() {
-	printf '%s\n' "$2" >>"$T/$1" 2>/dev/null
+	{ printf '%s\n' "$2" >>"$T/$1"; } 2>/dev/null
 }
 
 tracefs_set() {
 	[ -e "$T/$1" ] || return 0
-	printf '%s\n' "$2" >"$T/$1" 2>/dev/null || warn "could not write '$2' to $1"
+	{ printf '%s\n' "$2" >"$T/$1"; } 2>/dev/null || warn "could not write '$2' to $1"
 }
 
 last_error() {
@@ -194,8 +194,12 @@ last_error() {
 }
 
 # Which definitions the kernel takes: BTF names and fields, else $argN, else registers.
-detect_mode() {
+require_kprobes() {
 	[ -e "$T/kprobe_events" ] || die "$T/kprobe_events is missing: the kernel lacks CONFIG_KPROBE_EVENTS"
+}
+
+detect_mode() {
+	require_kprobes
 	tracefs_write kprobe_events "-:$GROUP/dmaspec_probe_test" || :
 	if tracefs_write kprobe_events "p:$GROUP/dmaspec_probe_test dma_buf_fd dmabuf=dmabuf:x64 size=dmabuf->size"; then
 		MODE=btf
@@ -417,11 +421,12 @@ remove_probes() {
 
 cmd_start() {
 	find_tracefs
+	require_kprobes
 	[ -n "$MODE" ] || detect_mode
-	tracefs_set tracing_on 0
 	remove_probes
-	tracefs_set current_tracer nop
 	define_probes
+	tracefs_set tracing_on 0
+	tracefs_set current_tracer nop
 	: >"$T/trace"
 	[ -z "$BUFFER_KB" ] || tracefs_set buffer_size_kb "$BUFFER_KB"
 	tracefs_set options/record-tgid 1
