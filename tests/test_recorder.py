@@ -238,6 +238,9 @@ def test_bpftrace_compiles_the_script(tmp_path: Path) -> None:
         pytest.skip("bpftrace runs only as root, even to compile: run the tests as root")
     if not os.path.exists("/sys/kernel/btf/vmlinux"):
         pytest.skip("no kernel BTF (/sys/kernel/btf/vmlinux): bpftrace cannot resolve the script's struct types")
+    if not any(os.path.isdir(f"{t}/events") for t in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")):
+        pytest.skip("tracefs is not mounted (bpftrace reads tracepoint formats from it): "
+                    "mount -t tracefs nodev /sys/kernel/tracing")
     usage = subprocess.run([bpftrace, "--help"], capture_output=True, text=True, check=False)
     # --emit-elf compiles to an ELF file and stops: nothing is loaded or attached.
     emit = "--emit-elf" in usage.stdout + usage.stderr
