@@ -180,6 +180,8 @@ ANON = -1  # the traced task whose pid strace has not printed yet
 MAX_QUEUE = 1 << 16  # events held back while ANON's pid is unknown
 MAX_PENDING_CREATES = 64
 MAX_IN_FLIGHT = 1 << 12  # fds sent over sockets and not yet received
+MAX_UNSEEN = 1 << 12  # children forked that never printed a line (strace without -f): their fd tables
+MAX_REMEMBERED = 1 << 12  # socketpairs, exported GEM handles
 
 
 class _Unparseable(Exception):
@@ -502,6 +504,7 @@ class _Converter:
         self.in_flight: dict[int, deque[str | None]] = {}  # receiving socket inode -> handles sent, in order
         self.in_flight_count = 0
         self.peer: dict[int, int] = {}  # socket inode -> peer inode (socketpair)
+        self.unseen: dict[int, None] = {}  # children forked that have printed nothing yet, oldest first
         self.prime: dict[tuple[int, int, int], str] = {}  # (pid, drm fd, GEM handle) -> buffer exported from it
         self.ts_mode: str | None = None
         self.ts_total = 0.0
@@ -592,6 +595,7 @@ class _Converter:
             return self.alias[pid]
         if pid in self.tgid or pid in self.seen:
             self.seen.add(pid)
+            self.unseen.pop(pid, None)
             return pid
         # a pid never seen: the unprefixed task showing its pid, or a child announced before its fork returned
         if line_is_resumed and self.anon_used and self.anon_pid is None:
@@ -831,15 +835,17 @@ class _Converter:
 
     # -- processes --------------------------------------------------------------------------------
 
-    def forget(self, tid: int) -> None:
+    def forget(self, tid: int, drop: bool = False) -> None:
+        """A task is gone (``drop``: and its process, if it has no other thread)."""
         tg = self.tgid.pop(tid, tid)
         self.seen.discard(tid)
         self.called_exit.discard(tid)
         self.pending.pop(tid, None)
+        self.unseen.pop(tid, None)
         p = self.procs.get(tg)
         if p is not None:
             p.threads.discard(tid)
-            if p.dead and not p.threads:
+            if (p.dead or drop) and not p.threads:
                 del self.procs[tg]
 
     def teardown(self, c: _Call, status: int | None) -> None:
@@ -883,6 +889,11 @@ class _Converter:
             self.tgid[child] = child
             self.procs[child] = self.proc(parent).fork()
             self.procs[child].threads.add(child)
+        if child not in self.seen:  # without -f, children never show up: forget the oldest of those
+            self.unseen[child] = None
+            while len(self.unseen) > MAX_UNSEEN:
+                old = next(iter(self.unseen))
+                self.forget(old, drop=True)
 
     def early_fork(self, parent: int, child: int) -> None:
         """A task strace printed before its parent's fork returned: the fork happened, record it now."""
@@ -1170,6 +1181,7 @@ class _Converter:
                     return
                 self.export(c, exp_name, None, new_fd, flags)
                 self.prime[(self.tgid.get(c.tid, c.tid), fd, gem)] = p.fds[new_fd][0]
+                _bound(self.prime)
                 return
         else:  # VIDIOC_EXPBUF: strace decodes it
             exp_name = "v4l2"
@@ -1260,8 +1272,9 @@ class _Converter:
 
     def sys_socketpair(self, c: _Call) -> None:
         ends = [int(m.group("ino") or m.group("sino")) for m in _UNIX.finditer(c.arg(3))] if len(c.args) > 3 else []
-        if len(ends) == 2 and len(self.peer) < MAX_IN_FLIGHT:
+        if len(ends) == 2:
             self.peer[ends[0]], self.peer[ends[1]] = ends[1], ends[0]
+            _bound(self.peer)
         self.skip(NOT_ABOUT)
 
     def _socket(self, text: str) -> tuple[int | None, int | None]:
@@ -1328,6 +1341,12 @@ class _Converter:
             self.skip(NOT_ABOUT)
             return
         self.receive(c, ret, handle, True)
+
+
+def _bound(table: dict[Any, Any]) -> None:
+    """Forget the oldest entries of a table that only helps (socket peers, GEM handles) beyond its bound."""
+    while len(table) > MAX_REMEMBERED:
+        del table[next(iter(table))]
 
 
 def _matching_angle(text: str) -> int:
