@@ -200,10 +200,13 @@ def test_decoded_sync_flags_and_set_name() -> None:
     text = HEAP + ("1200  ioctl(4</dmabuf:>, DMA_BUF_IOCTL_SYNC, {flags=DMA_BUF_SYNC_START|DMA_BUF_SYNC_READ}) = 0\n"
                    "1200  ioctl(4</dmabuf:>, DMA_BUF_IOCTL_SYNC, {flags=DMA_BUF_SYNC_END|DMA_BUF_SYNC_RW}) = 0\n"
                    '1200  ioctl(4</dmabuf:>, DMA_BUF_SET_NAME_B, "frame0") = 0\n'
-                   "1200  ioctl(4</dmabuf:frame0>, TCGETS, 0x7ffc) = -1 ENOTTY (Inappropriate ioctl for device)\n")
+                   "1200  ioctl(4</dmabuf:frame0>, TCGETS, 0x7ffc) = -1 ENOTTY (Inappropriate ioctl for device)\n"
+                   "1200  ioctl(4</dmabuf:frame0>, DMA_HEAP_IOCTL_ALLOC, 0x7ffc) = -1 ENOTTY (Inappropriate ioctl for "
+                   "device)\n")
     assert [a for op, a, _ in ops(text) if op == "ioctl"] == [
         {"fd": 4, "cmd": "DMA_BUF_IOCTL_SYNC", "flags": 1}, {"fd": 4, "cmd": "DMA_BUF_IOCTL_SYNC", "flags": 7},
-        {"fd": 4, "cmd": "DMA_BUF_SET_NAME_B", "name": "frame0"}, {"fd": 4, "cmd": "TCGETS"}]
+        {"fd": 4, "cmd": "DMA_BUF_SET_NAME_B", "name": "frame0"}, {"fd": 4, "cmd": "TCGETS"},
+        {"fd": 4, "cmd": 0xc0184800}]
     assert ops(text)[-1][2] == -25
 
 

@@ -1103,7 +1103,9 @@ class _Converter:
         creator = CREATOR_NAMES.get(number) if number is not None else None
         if creator is None:
             creator = next((n for n in names if n in CREATORS), None)
-        if creator is None and fd not in self.proc(c.tid).fds:
+        if fd in self.proc(c.tid).fds:
+            creator = None  # on a dma-buf: a command its ioctl does not know
+        elif creator is None:
             self.skip(NOT_DMABUF_FD)
             return
         arg = _struct_arg(_strip_name(c.args[2])) if len(c.args) > 2 else _Arg()
