@@ -330,12 +330,12 @@ class _Converter:
     def event(self, ev: Event, rest: str) -> None:
         """One event (the part after the prefix); ``function_graph`` comments come here too."""
         n = ev.line
-        lost = LOST.search(rest)
-        if lost and rest.lstrip().startswith("CPU"):
-            self.lost(n, int(lost["cpu"]), int(lost["count"]))
-            return
-        f = FUNCTION.match(rest)
-        if f:
+        if rest.startswith("CPU"):
+            lost = LOST.match(rest)
+            if lost:
+                self.lost(n, int(lost["cpu"]), int(lost["count"]))
+                return
+        if " <-" in rest and ": " not in rest and FUNCTION.match(rest):
             return  # function tracer: the probes carry what is checked
         if rest.startswith("<stack trace>") or rest.startswith("<user stack trace>"):
             self.stack_trace = True
