@@ -55,7 +55,7 @@ def check_stream(stream: IO[bytes], file: str, *, profile: str | None = None, en
     """
     if fmt != "dmaspec":
         if not isinstance(stream, io.BufferedReader) and not hasattr(stream, "peek"):
-            stream = io.BufferedReader(_Prefixed(b"", stream), 1 << 16)
+            stream = io.BufferedReader(Prefixed(b"", stream), 1 << 16)
         head = stream.peek(SNIFF_BYTES)[:SNIFF_BYTES]
         if fmt is not None or detect(head, file) is not None:
             conversion = convert(stream, file, fmt)
@@ -72,7 +72,7 @@ def check_stream(stream: IO[bytes], file: str, *, profile: str | None = None, en
     leaks = check_leaks and not (header.partial if header else False)
     if engine == "interpreter":
         it = Interpreter(prof, file, unobserved=hidden, check_leaks=leaks, tombstones=tombstones)
-        lines = iter_lines(io.BufferedReader(_Prefixed(pending, stream)))
+        lines = iter_lines(io.BufferedReader(Prefixed(pending, stream)))
         it.feed_lines(((n + consumed, raw) for n, raw in lines), keep_going=keep_going)
         return it.finish()
     ex = CompiledExecutor(prof, file, unobserved=hidden, check_leaks=leaks, tombstones=tombstones)
@@ -128,7 +128,7 @@ def check_file(path: str, **options: object) -> Result:
         return check_stream(stream, path, **options)  # type: ignore[arg-type]
 
 
-class _Prefixed(io.RawIOBase):
+class Prefixed(io.RawIOBase):
     """A raw stream that yields ``prefix`` and then the rest of ``stream``."""
 
     def __init__(self, prefix: bytes, stream: IO[bytes]) -> None:

@@ -123,34 +123,17 @@ def _peek(stream: IO[bytes]) -> bytes:
 
 
 def _canonical(stream: IO[bytes], file: str, head: bytes) -> Conversion:
-    from checker.api import read_header
+    from checker.api import Prefixed, read_header
     from checker.trace import iter_lines, load_line
 
     header, pending, consumed = read_header(stream, file)
 
     def events() -> Iterator[Converted]:
-        rest = io.BufferedReader(_Joined(pending, stream))
+        rest = io.BufferedReader(Prefixed(pending, stream))
         for n, raw in iter_lines(rest):
             yield n + consumed, load_line(raw, file, n + consumed)
 
     return Conversion("dmaspec", header or Header(), events())
-
-
-class _Joined(io.RawIOBase):
-    def __init__(self, prefix: bytes, stream: IO[bytes]) -> None:
-        self.prefix, self.stream = prefix, stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        if self.prefix:
-            n = min(len(buffer), len(self.prefix))
-            buffer[:n], self.prefix = self.prefix[:n], self.prefix[n:]
-            return n
-        data = self.stream.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
 
 
 # -- writing canonical lines -----------------------------------------------------------------
