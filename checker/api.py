@@ -18,6 +18,7 @@ from checker.engines.runtime import BLOCK, CompiledExecutor
 from checker.readers import SNIFF_BYTES, CanonicalStream, Conversion, convert, detect, remap, source_line
 from checker.trace import Header, is_header, iter_lines, load_line, open_binary, parse_header
 from spec import profile as find_profile
+from spec.lang import Profile
 
 Engine = Literal["compiled", "interpreter"]
 
@@ -43,6 +44,16 @@ def read_header(stream: IO[bytes], file: str) -> tuple[Header | None, bytes, int
     return None, raw, consumed - 1
 
 
+def _settings(header: Header, file: str, profile: str | None, unobserved: frozenset[str],
+              check_leaks: bool) -> tuple[Profile, frozenset[str], bool]:
+    """The profile (``profile`` over the header's), the unobserved ops and whether leaks are checked."""
+    try:
+        prof = find_profile(profile or header.profile or "latest")
+    except ValueError as e:
+        raise InputError(file, 0, str(e)) from None
+    return prof, unobserved | header.unobserved, check_leaks and not header.partial
+
+
 def check_stream(stream: IO[bytes], file: str, *, profile: str | None = None, engine: Engine = "compiled",
                  keep_going: bool = False, check_leaks: bool = True, unobserved: frozenset[str] = frozenset(),
                  progress: Callable[[int, int], None] | None = None,
@@ -63,13 +74,7 @@ def check_stream(stream: IO[bytes], file: str, *, profile: str | None = None, en
                                     check_leaks=check_leaks, unobserved=unobserved, progress=progress,
                                     tombstones=tombstones)
     header, pending, consumed = read_header(stream, file)
-    name = profile or (header.profile if header else None) or "latest"
-    try:
-        prof = find_profile(name)
-    except ValueError as e:
-        raise InputError(file, 0, str(e)) from None
-    hidden = unobserved | (header.unobserved if header else frozenset())
-    leaks = check_leaks and not (header.partial if header else False)
+    prof, hidden, leaks = _settings(header or Header(), file, profile, unobserved, check_leaks)
     if engine == "interpreter":
         it = Interpreter(prof, file, unobserved=hidden, check_leaks=leaks, tombstones=tombstones)
         lines = iter_lines(io.BufferedReader(Prefixed(pending, stream)))
@@ -85,14 +90,7 @@ def check_conversion(conversion: Conversion, file: str, *, profile: str | None =
                      unobserved: frozenset[str] = frozenset(), progress: Callable[[int, int], None] | None = None,
                      tombstones: int = TOMBSTONES_PER_TABLE) -> Result:
     """Check a recording through its canonical conversion; the result names the recording's lines."""
-    header = conversion.header
-    name = profile or header.profile or "latest"
-    try:
-        prof = find_profile(name)
-    except ValueError as e:
-        raise InputError(file, 0, str(e)) from None
-    hidden = unobserved | header.unobserved
-    leaks = check_leaks and not header.partial
+    prof, hidden, leaks = _settings(conversion.header, file, profile, unobserved, check_leaks)
     canonical = CanonicalStream(conversion, file=file)
     try:
         if engine == "interpreter":
