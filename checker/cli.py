@@ -76,6 +76,28 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("-o", "--output", metavar="OUT", default="-", help="where to write (default: standard output)")
     v.add_argument("--from", dest="fmt", choices=("dmaspec", "ftrace", "strace"),
                    help="the recording's format, instead of recognising it")
+    e = sub.add_parser("explore", help="explore every interleaving of a bounded configuration",
+                       description="Explore a bounded configuration (or a design scenario) of the dma-buf "
+                       "protocol: every interleaving up to a depth, with one of three engines over the same spec. "
+                       "Exit 0 no violation within the bound (the report says exactly what was proved), "
+                       "1 violation (each with a counterexample trace), 2 usage, 3 inconclusive.")
+    e.add_argument("--engine", choices=("explicit", "bmc", "hypothesis"), default="explicit",
+                   help="explicit: breadth-first over states (shortest counterexamples); bmc: z3 bounded model "
+                   "checking; hypothesis: random schedules (stateful testing)")
+    e.add_argument("--config", default=None, help="a named configuration (tiny, small, ci); see --list")
+    e.add_argument("--scenario", default=None, help="a design scenario with its expected outcome; see --list")
+    e.add_argument("--profile", default=None, help="kernel profile (default: the configuration's)")
+    e.add_argument("--depth", type=int, default=None, help="bound on moves (default: the configuration's)")
+    e.add_argument("--out", metavar="DIR", help="write counterexample traces and (explicit) the state graph, "
+                   "DOT and GraphML with the violating paths highlighted, to DIR")
+    e.add_argument("--no-symmetry", action="store_true", help="explicit: do not merge states that differ only by "
+                   "permuting interchangeable actors")
+    e.add_argument("--max-states", type=int, default=None, help="explicit: stop (inconclusive) past this many states")
+    e.add_argument("--timeout", type=float, default=None, help="bmc: seconds per solver call (unknown: inconclusive)")
+    e.add_argument("--seed", type=int, default=None, help="bmc and hypothesis: the random seed")
+    e.add_argument("--examples", type=int, default=None, help="hypothesis: how many schedules to try")
+    e.add_argument("--format", choices=("text", "json"), default="text")
+    e.add_argument("--list", action="store_true", help="list the configurations and scenarios, then exit")
     sub.add_parser("spec-lint", help="check the spec for inconsistencies")
     sub.add_parser("profiles", help="list the named profiles")
     return p
@@ -252,12 +274,68 @@ def _convert(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+def _explore(args: argparse.Namespace) -> int:
+    from checker import explore
+    from checker.engines.model import ConfigError
+    from spec.configs import config as find_config
+    from spec.configs import scenario as find_scenario
+
+    if args.list:
+        sys.stdout.write(explore.listing())
+        return EXIT_CLEAN
+    if bool(args.config) == bool(args.scenario):
+        print("dmaspec: error: name a --config or a --scenario (dmaspec explore --list shows them)", file=sys.stderr)
+        return EXIT_INPUT
+    try:
+        scenario = find_scenario(args.scenario) if args.scenario else None
+        cfg = scenario.config if scenario else find_config(args.config)
+        if args.profile:
+            find_profile(args.profile)
+        if args.depth is not None and args.depth < 0:
+            raise ValueError("--depth must be 0 or more")
+    except ValueError as e:
+        print(f"dmaspec: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    command = " ".join(["dmaspec explore", f"--engine {args.engine}",
+                        f"--scenario {args.scenario}" if scenario else f"--config {args.config}",
+                        f"--profile {args.profile or cfg.profile}", f"--depth {args.depth or cfg.depth}",
+                        *([f"--seed {args.seed}"] if args.seed is not None else []),
+                        *([f"--timeout {args.timeout:g}"] if args.timeout is not None else []),
+                        *([f"--examples {args.examples}"] if args.examples is not None else []),
+                        *(["--no-symmetry"] if args.no_symmetry else [])])
+    progress = None
+    if sys.stderr.isatty() and args.format == "text":
+        last = [0.0]
+
+        def progress(states: int, depth: int, frontier: int) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.5:
+                last[0] = now
+                print(f"\r  {states:,} states, depth {depth}, frontier {frontier:,}   ", end="", file=sys.stderr)
+    try:
+        result = explore.run(args.engine, cfg, profile=args.profile, depth=args.depth, symmetry=not args.no_symmetry,
+                             keep_graph=bool(args.out) and args.engine == "explicit", progress=progress,
+                             max_states=args.max_states, seed=args.seed, timeout=args.timeout,
+                             examples=args.examples)
+    except ConfigError as e:
+        print(f"dmaspec: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    if progress is not None:
+        print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+    traces = explore.write_artifacts(result, args.out) if args.out else {}
+    render = explore.as_json if args.format == "json" else explore.text
+    sys.stdout.write(render(result, command, scenario, traces))
+    return result.exit_status
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
         return _check(args)
     if args.command == "convert":
         return _convert(args)
+    if args.command == "explore":
+        return _explore(args)
     if args.command == "rules":
         try:
             sys.stdout.write(report.rules_table(args.profile, args.format))

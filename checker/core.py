@@ -166,3 +166,62 @@ def new_result(file: str, profile: Profile, unobserved: frozenset[str], check_le
     narrowed = narrowed_rules(unobserved) if unobserved else {}
     return Result(file, profile.name, leaks_checked=check_leaks,
                   narrowed={r: ops for r, ops in narrowed.items() if profile.admits_rule(_RULES[r])})
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    """A schedule that breaks a rule, whichever engine found it: the one record every reporter renders.
+
+    ``events`` are canonical trace events, in order; ``schedule`` names the
+    actor that made each; ``states`` holds, after each event, the state of
+    the objects the finding is about.  For a deadlock (``LOCK-DEADLOCK``),
+    ``waiting`` holds the call each sleeping thread is in.  Written out
+    (``checker.counterexample.trace_bytes``) it is a trace that the compiled
+    executor replays to the same rule.
+    """
+
+    finding: Finding
+    events: tuple[dict[str, object], ...]
+    schedule: tuple[str, ...]
+    states: tuple[tuple[ObjectState, ...], ...]
+    engine: str
+    config: str
+    profile: str
+    waiting: tuple[dict[str, object], ...] = ()
+    seed: int | None = None
+
+    @property
+    def rule(self) -> str:
+        return self.finding.rule
+
+
+@dataclass
+class Exploration:
+    """What exploring a configuration gives: a verdict and exactly what it covers.
+
+    ``verdict`` is ``violated`` (counterexamples), ``bounded`` (no violation
+    within ``depth`` moves, but deeper states exist), ``holds`` (every
+    reachable state was explored: no violation at any depth) or ``unknown``
+    (a solver gave up, a time or state limit was hit: nothing is proved).
+    """
+
+    engine: str
+    config: str
+    profile: str
+    depth: int
+    verdict: str = "bounded"
+    states: int = 0  # distinct states (after symmetry reduction, when used)
+    transitions: int = 0
+    depth_reached: int = 0
+    elapsed: float = 0.0
+    counterexamples: list[Counterexample] = field(default_factory=list)
+    unreached: list[str] = field(default_factory=list)  # steps no explored path made (a vacuity warning)
+    notes: list[str] = field(default_factory=list)
+    seed: int | None = None
+    timeout: float | None = None
+    symmetry: bool = False
+    graph: object | None = None  # the explicit explorer's networkx.DiGraph, when kept
+
+    @property
+    def exit_status(self) -> int:
+        return {"violated": 1, "unknown": 3}.get(self.verdict, 0)

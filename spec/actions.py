@@ -148,10 +148,13 @@ def action(
     sleeps: bool = False,
     doc: str = "",
     source: Source | None = None,
+    waits: Expr | None = None,
+    outcomes: tuple[tuple[Expr, Expr], ...] = (),
+    invokes: tuple[tuple[str, Expr], ...] = (),
 ) -> None:
     full = (SLEEP_PRELUDE if sleeps else ()) + tuple(body)
     ACTIONS.append(Action(op, kind, params, full, returns, when, since, until, features, excludes, sleeps, doc,
-                          source))
+                          source, waits, outcomes, invokes))
 
 
 def src(symbol: str, path: str = DMABUF_C) -> Source:
@@ -296,12 +299,18 @@ for since, until, lock, cached in (((3, 3), (5, 7), "none", True), ((5, 7), (6, 
            "and direction. Before 6.15 the core may hand back its cached sg_table again.")
     action("dma_buf_unmap_attachment", CALL, UNMAP_PARAMS, _unmap_body(lock), since=since, until=until,
            sleeps=True, source=src("dma_buf_unmap_attachment"))
+
+def resv_busy(b: Expr) -> Expr:
+    """Someone (the caller too) holds the buffer's reservation lock: a call that takes it sleeps."""
+    return ne(Get("resv", resv_of(b), "holder"), 0)
+
+
 for since, until, cached in (((6, 2), (6, 15), True), ((6, 15), None, False)):
     action("dma_buf_map_attachment_unlocked", CALL, MAP_PARAMS, _map_body("unlocked", cached),
-           returns=Returns.HANDLE, since=since, until=until, sleeps=True,
+           returns=Returns.HANDLE, since=since, until=until, sleeps=True, waits=resv_busy(att_buf()),
            source=src("dma_buf_map_attachment_unlocked"))
     action("dma_buf_unmap_attachment_unlocked", CALL, UNMAP_PARAMS, _unmap_body("unlocked"), since=since,
-           until=until, sleeps=True, source=src("dma_buf_unmap_attachment_unlocked"))
+           until=until, sleeps=True, waits=resv_busy(att_buf()), source=src("dma_buf_unmap_attachment_unlocked"))
 
 # -- dynamic importers ---------------------------------------------------------------------
 
@@ -415,16 +424,24 @@ def _vunmap_body(lock: str) -> list[Stmt]:
             If(eq(Get("buffer", B, "vmap_count"), 0), (Update("buffer", B, "vmap_ptr", Const("")),))]
 
 
+# what the core does in dma_buf_vmap()/dma_buf_vunmap(): the exporter's vmap on the first, vunmap on the last,
+# and every later vmap gets the address the first returned
+VMAP_COUNT = Get("buffer", B, "vmap_count")
+VMAP_INVOKES = (("vmap", eq(VMAP_COUNT, 0)),)
+VMAP_OUTCOMES = ((gt(VMAP_COUNT, 0), Get("buffer", B, "vmap_ptr")),)
+VUNMAP_INVOKES = (("vunmap", eq(VMAP_COUNT, 1)),)
 for since, until, lock in (((3, 5), (6, 2), "none"), ((6, 2), None, "all")):
     action("dma_buf_vmap", CALL, (p("dmabuf"),), _vmap_body(lock), returns=Returns.HANDLE, since=since,
-           until=until, sleeps=True, source=src("dma_buf_vmap"),
+           until=until, sleeps=True, source=src("dma_buf_vmap"), invokes=VMAP_INVOKES, outcomes=VMAP_OUTCOMES,
            doc="The core counts vmaps: the exporter's vmap runs on the first, every caller gets the same address.")
     action("dma_buf_vunmap", CALL, (p("dmabuf"), p("map")), _vunmap_body(lock), since=since, until=until,
-           sleeps=True, source=src("dma_buf_vunmap"))
+           sleeps=True, source=src("dma_buf_vunmap"), invokes=VUNMAP_INVOKES)
 action("dma_buf_vmap_unlocked", CALL, (p("dmabuf"),), _vmap_body("unlocked"), returns=Returns.HANDLE,
-       since=(6, 2), sleeps=True, source=src("dma_buf_vmap_unlocked"))
+       since=(6, 2), sleeps=True, source=src("dma_buf_vmap_unlocked"), waits=resv_busy(B),
+       invokes=VMAP_INVOKES, outcomes=VMAP_OUTCOMES)
 action("dma_buf_vunmap_unlocked", CALL, (p("dmabuf"), p("map")), _vunmap_body("unlocked"), since=(6, 2),
-       sleeps=True, source=src("dma_buf_vunmap_unlocked"))
+       sleeps=True, source=src("dma_buf_vunmap_unlocked"), waits=resv_busy(B),
+       invokes=VUNMAP_INVOKES)
 
 action("dma_buf_mmap", CALL, (p("dmabuf"), p("vma", H, True), p("pgoff", I, True)),
        [*use("buffer", B), no_resv(B)],
@@ -470,14 +487,32 @@ def _lock_body(succeeded: Expr, slow: bool) -> list[Stmt]:
     ]
 
 
-for name in ("dma_resv_lock", "dma_resv_lock_interruptible", "dma_resv_lock_slow_interruptible"):
-    action(name, CALL, (p("obj"), p("ctx", H, True)), _lock_body(ok(), slow="slow" in name), returns=Returns.INT,
-           since=(3, 17), sleeps=True, source=src(name, R.RESV_C))
+# What ww_mutex does when the lock is taken (kernel/locking/ww_mutex.h, wait-die, which reservation_ww_class
+# uses): the same context again gets -EALREADY; a context that holds locks and finds the lock held by an
+# older context (smaller stamp) dies with -EDEADLK; everyone else sleeps until the lock is free.  Without a
+# context nothing backs off: a thread that locks what it holds sleeps forever.
+HOLDER = Get("resv", O, "holder")
+HOLDER_CTX = Get("resv", O, "ctx")
+ALREADY = all_of(eq(HOLDER, TID), Not(NO_CTX), eq(HOLDER_CTX, WW_CTX))
+DIES = all_of(ne(HOLDER, 0), Not(NO_CTX), ne(HOLDER_CTX, WW_CTX), ne(HOLDER_CTX, ""),
+              gt(Get("ww_ctx", WW_CTX, "held"), 0),
+              gt(Get("ww_ctx", WW_CTX, "stamp"), Get("ww_ctx", HOLDER_CTX, "stamp")))
+LOCK_OUTCOMES = ((ALREADY, Const(-K.EALREADY)), (DIES, Const(-K.EDEADLK)))
+WW_SRC = Source("kernel/locking/ww_mutex.h", "__ww_mutex_check_kill")
+for name in ("dma_resv_lock", "dma_resv_lock_interruptible"):
+    action(name, CALL, (p("obj"), p("ctx", H, True)), _lock_body(ok(), slow=False), returns=Returns.INT,
+           since=(3, 17), sleeps=True, source=src(name, R.RESV_C), waits=all_of(ne(HOLDER, 0), Not(ALREADY), Not(DIES)),
+           outcomes=LOCK_OUTCOMES)
+# the slow path is for a context that holds nothing after backing off: it just sleeps for the contended lock
+action("dma_resv_lock_slow_interruptible", CALL, (p("obj"), p("ctx", H, True)), _lock_body(ok(), slow=True),
+       returns=Returns.INT, since=(3, 17), sleeps=True, source=src("dma_resv_lock_slow_interruptible", R.RESV_C),
+       waits=ne(HOLDER, 0))
 action("dma_resv_lock_slow", CALL, (p("obj"), p("ctx", H, True)), _lock_body(Const(True), slow=True), since=(3, 17),
-       sleeps=True, source=src("dma_resv_lock_slow", R.RESV_C))
+       sleeps=True, source=src("dma_resv_lock_slow", R.RESV_C), waits=ne(HOLDER, 0))
 action("dma_resv_trylock", CALL, (p("obj"),),
        [If(eq(RET, 1), _took_resv(Const(None)))],
-       returns=Returns.INT, since=(3, 17), source=src("dma_resv_trylock", R.RESV_C))
+       returns=Returns.INT, since=(3, 17), source=src("dma_resv_trylock", R.RESV_C),
+       outcomes=((ne(HOLDER, 0), Const(0)),))
 RESV_CTX = Get("resv", O, "ctx")
 action("dma_resv_unlock", CALL, (p("obj"),),
        [If(Not(Exists("resv", O)), (Adopt("resv", O, (("holder", TID),)),)),
@@ -526,7 +561,8 @@ action("dma_fence_release", CALL, (p("fence"),),
        doc="The last reference to a fence is gone; its address may be reused by a new fence.")
 for name in ("dma_fence_wait", "dma_fence_wait_timeout"):
     action(name, CALL, (p("fence"), p("intr", I, True), p("timeout", I, True)), [], returns=Returns.INT,
-           since=(3, 17), sleeps=True, source=src(name, R.FENCE_C))
+           since=(3, 17), sleeps=True, source=src(name, R.FENCE_C),
+           waits=all_of(Exists("fence", FN), live("fence", FN), Not(Get("fence", FN, "signaled"))))
 
 # -- other locks and what lockdep counts as locks (read by the lock-order analysis) ----------------
 # These carry no rule of their own here: the lock-order graph (checker/analysis) reads them; the sleeping
@@ -540,7 +576,10 @@ for name, sleeps in (("mmap_read_lock", True), ("mmap_write_lock", True), ("mmap
                      ("mmap_write_unlock", False)):
     action(name, CALL, (p("mm", H, True),), [], sleeps=sleeps, source=Source("include/linux/mmap_lock.h", name),
            doc="The process's mmap_lock (mm defaults to the calling process's).")
-action("ww_acquire_init", CALL, (p("ctx"), p("ww_class", S_, True)), [Create("ww_ctx", WW_CTX)], since=(3, 17),
+WW_CLASS = Cond(IsNone(Arg("ww_class")), Const("reservation_ww_class"), Arg("ww_class"))
+action("ww_acquire_init", CALL, (p("ctx"), p("ww_class", S_, True)),
+       [inc("ww_class", WW_CLASS, "stamp"),
+        Create("ww_ctx", WW_CTX, (("stamp", Get("ww_class", WW_CLASS, "stamp")),))], since=(3, 17),
        source=Source("include/linux/ww_mutex.h", "ww_acquire_init"),
        doc="A wound/wait acquire context for locking several reservation objects.")
 action("ww_acquire_done", CALL, (p("ctx"),), [], since=(3, 17),
@@ -747,12 +786,21 @@ for name in sorted(K.SYNC_FILE_IOCTLS):
     ], since=(6, 0), source=src("dma_buf_export_sync_file" if "EXPORT" in name else "dma_buf_import_sync_file"))
 RFC_KEY = Key((PID, FDBUF))
 RFC_FEATURE = frozenset({"rfc2012"})
-ioctl("DMA_BUF_IOCTL_PREPARE_ACCESS", [If(ok(), (inc("rfc_access", RFC_KEY, "open"),))], features=RFC_FEATURE,
+KDS = frozenset({"kds"})
+PREPARE: list[Stmt] = [If(ok(), (inc("rfc_access", RFC_KEY, "open"), inc("buffer", FDBUF, "rfc_open")))]
+ioctl("DMA_BUF_IOCTL_PREPARE_ACCESS", PREPARE, features=RFC_FEATURE, excludes=KDS,
       source=Source(R.SEED_RFC, "dma_buf_ioctl"))
+# The thread's "future enhancement" (ARM's KDS): PREPARE_ACCESS also synchronises, sleeping while another
+# process has the buffer prepared.
+ioctl("DMA_BUF_IOCTL_PREPARE_ACCESS", PREPARE, features=RFC_FEATURE | KDS,
+      waits=gt(Get("buffer", Get("fd", FDKEY, "buffer"), "rfc_open"),
+               Get("rfc_access", Key((PID, Get("fd", FDKEY, "buffer"))), "open")),
+      source=Source(R.SEED_RFC, "", "the prepare ioctl could block until that device had finished"))
 ioctl("DMA_BUF_IOCTL_FINISH_ACCESS", [
     Require(R.RFC_FINISH_WITHOUT_PREPARE, gt(Get("rfc_access", RFC_KEY, "open"), 0), (obj("rfc_access", RFC_KEY),),
             abort=True),
-    dec("rfc_access", RFC_KEY, "open")], features=RFC_FEATURE, source=Source(R.SEED_RFC, "dma_buf_ioctl"))
+    dec("rfc_access", RFC_KEY, "open"), dec("buffer", FDBUF, "rfc_open")], features=RFC_FEATURE,
+      source=Source(R.SEED_RFC, "dma_buf_ioctl"))
 ioctl(None, [Stop(IsNone(RET)), Require(R.CORE_IOCTL_UNKNOWN, eq(RET, -K.ENOTTY), ())], excludes=RFC_FEATURE,
       source=src("dma_buf_ioctl"), doc="Any other command fails with ENOTTY.")
 ioctl(None, [Stop(IsNone(RET)), Require(R.CORE_IOCTL_UNKNOWN, eq(RET, -K.EINVAL), ())], features=RFC_FEATURE,

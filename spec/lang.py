@@ -430,6 +430,15 @@ class Action:
     sleeps: bool = False
     doc: str = ""
     source: Source | None = None
+    # What the kernel does, beyond what a recorded call shows; read by the explorers, which make calls
+    # rather than replay them.  ``waits``: the call sleeps, without returning, while this holds (a lock
+    # another thread holds, a fence not yet signalled); it reads no ``Ret``.  ``outcomes``: the value the
+    # core returns when a condition holds (the first that does), whatever the caller hoped for (-EDEADLK
+    # from a ww_mutex, the cached vmap address).  ``invokes``: exporter callbacks (``CALLBACK`` ops) the
+    # core calls before returning, each when its condition holds on the state before the call.
+    waits: Expr | None = None
+    outcomes: tuple[tuple[Expr, Expr], ...] = ()
+    invokes: tuple[tuple[str, Expr], ...] = ()
 
     @property
     def name(self) -> str:
@@ -543,6 +552,112 @@ class Spec:
             if p.name == name:
                 return p
         raise KeyError(name)
+
+
+# --------------------------------------------------------------------------
+# Bounded configurations: the programs the explorers run
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One call an actor makes: a canonical event without its line.
+
+    ``ret`` is what the call returns unless the core decides
+    (``Action.outcomes``).  ``on`` jumps to a label of the actor's program
+    when the call returns that value; ``label`` names the step.  ``spawns``
+    starts actors that were waiting to be started (a thread or process this
+    call creates, or hands the object to).
+    """
+
+    op: str
+    args: tuple[tuple[str, Value], ...] = ()
+    ret: Value = None
+    kind: EventKind = EventKind.CALL
+    on: tuple[tuple[Value, str], ...] = ()
+    label: str = ""
+    spawns: tuple[str, ...] = ()
+
+    def event(self, tid: int, pid: int, ret: Value) -> dict[str, Value | dict[str, Value]]:
+        """The canonical event this step is, made by thread ``tid`` of process ``pid``, returning ``ret``."""
+        out: dict[str, Value | dict[str, Value]] = {"op": self.op}
+        if self.kind is not EventKind.CALL:
+            out["kind"] = self.kind.value
+        out.update({"tid": tid, "pid": pid, "args": dict(self.args)})
+        if ret is not None:
+            out["ret"] = ret
+        return out
+
+
+@dataclass(frozen=True)
+class Atomic:
+    """Steps made as one: none runs until all can run without waiting (the RFC's "prepare multiple")."""
+
+    steps: tuple[Step, ...]
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Goto:
+    """Continue at the step labelled ``label``."""
+
+    label: str
+
+
+Instr = Union[Step, Atomic, Goto]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A thread that runs ``program`` from its first instruction to its last."""
+
+    name: str
+    tid: int
+    pid: int
+    program: tuple[Instr, ...]
+    role: str = ""  # importer, exporter, userspace
+    started: bool = True  # False: it waits for a step that ``spawns`` it
+
+
+@dataclass(frozen=True)
+class Config:
+    """A bounded configuration: the actors, the kernel profile, the default depth.
+
+    ``symmetric`` lists groups of actors whose programs are the same up to
+    renaming their own handles (the names they make contain the actor's
+    name, and nothing else does): the explorer treats states that differ
+    only by permuting such actors as one.
+    """
+
+    name: str
+    profile: str
+    actors: tuple[Actor, ...]
+    description: str
+    depth: int = 12
+    symmetric: tuple[tuple[str, ...], ...] = ()
+    sources: tuple[Source, ...] = ()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A design question the seeds argue about, as a configuration with the answer it must give.
+
+    ``expect`` is the rule a counterexample must break (``LOCK-DEADLOCK`` for
+    a deadlock), or ``""`` when no interleaving up to ``config.depth`` may
+    break any.
+    """
+
+    name: str
+    config: Config
+    expect: str
+    doc: str
+    sources: tuple[Source, ...] = ()
+
+
+def step(op: str, ret: Value = None, *, kind: EventKind = EventKind.CALL, on: dict[Value, str] | None = None,
+         label: str = "", spawns: tuple[str, ...] = (), **args: Value) -> Step:
+    """A ``Step`` with keyword arguments: ``step("dma_buf_put", dmabuf="b1")``."""
+    return Step(op, tuple(args.items()), ret, kind, tuple((on or {}).items()), label, spawns)
 
 
 def describe_when(expr: Expr | None) -> str:

@@ -21,6 +21,7 @@ from spec.lang import (
     CmpOp,
     Cond,
     Create,
+    EventKind,
     Exists,
     Expr,
     ForEach,
@@ -35,9 +36,11 @@ from spec.lang import (
     KeyPart,
     Kind,
     Let,
+    Local,
     Not,
     Or,
     Require,
+    Ret,
     RowField,
     Spec,
     Stmt,
@@ -163,6 +166,23 @@ def lint(spec: Spec) -> list[str]:
         for prm in a.params:
             if not prm.name.isidentifier() or keyword.iskeyword(prm.name):
                 problems.append(f"{a.name}: parameter {prm.name!r} must be an identifier engines can generate from")
+        callbacks = {b.op for b in spec.actions if b.kind is EventKind.CALLBACK}
+        kernel_exprs = [("waits", a.waits)] if a.waits is not None else []
+        kernel_exprs += [("outcome", e) for pair in a.outcomes for e in pair]
+        kernel_exprs += [("invokes", cond) for _, cond in a.invokes]
+        for what, expr in kernel_exprs:
+            for sub in walk_expr(expr):
+                if isinstance(sub, (Get, Exists)) and sub.table not in tables:
+                    problems.append(f"{a.name}: {what} reads unknown table {sub.table}")
+                elif isinstance(sub, Get) and sub.name not in tables[sub.table].field_names():
+                    problems.append(f"{a.name}: {what} reads unknown field {sub.table}.{sub.name}")
+                elif isinstance(sub, Arg) and sub.name not in {p.name for p in a.params}:
+                    problems.append(f"{a.name}: {what} argument {sub.name} is not a parameter")
+                elif isinstance(sub, (Ret, Local, RowField)):
+                    problems.append(f"{a.name}: {what} may read only arguments, the event's fields and the state")
+        for cb, _ in a.invokes:
+            if cb not in callbacks:
+                problems.append(f"{a.name}: invokes {cb}, which is not a callback")
         if a.when is not None:
             for sub in walk_expr(a.when):
                 if isinstance(sub, Arg) and sub.name not in {p.name for p in a.params}:

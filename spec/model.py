@@ -55,6 +55,7 @@ TABLES: tuple[Table, ...] = (
         F("vmap_count", 0, "the core's vmapping_counter"),
         F("vmap_ptr", "", "the address every vmap of it returns"),
         F("cpu_open", 0, "open begin_cpu_access() brackets, any direction"),
+        F("rfc_open", 0, "open RFC PREPARE_ACCESS brackets, all processes"),
     ), "a struct dma_buf", dead_rule=R.REF_USE_AFTER_RELEASE, rest=DEAD),
     Table("fd", (
         F("live", True), F("buffer", ""), F("cloexec", False),
@@ -103,8 +104,12 @@ TABLES: tuple[Table, ...] = (
         F("reserved", 0, "fence slots reserved in this lock hold"),
         F("ctx", "", "the ww acquire context it was locked in, if any"),
     ), "a struct dma_resv (reservation object)", rest=eq(RowField("holder"), 0)),
+    Table("ww_class", (
+        F("live", True), F("stamp", 0, "the class's stamp counter: ww_acquire_init() takes the next"),
+    ), "a struct ww_class (reservation_ww_class for every dma_resv)"),
     Table("ww_ctx", (
-        F("live", True), F("held", 0, "reservation locks held in this context"),
+        F("live", True), F("held", 0, "reservation locks held in this context (its acquired count)"),
+        F("stamp", 0, "its age: a smaller stamp is an older context, which wins a wait-die conflict"),
         F("backoff", False, "-EDEADLK was returned: unlock all, then lock the contended object (slow path)"),
     ), "a ww_acquire_ctx", rest=Not(RowField("live"))),
     Table("fence", (

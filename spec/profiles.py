@@ -17,6 +17,9 @@ PROFILES: tuple[Profile, ...] = (
     Profile("rfc-2012", (3, 4), frozenset({"rfc2012"}),
             "Rob Clark's 2012 RFC (seed 003): userspace mmap bracketed by the PREPARE_ACCESS and FINISH_ACCESS "
             "ioctls, never merged; kernel CPU access with kmap as in 3.4"),
+    Profile("rfc-2012-kds", (3, 4), frozenset({"rfc2012", "kds"}),
+            "the 2012 RFC with PREPARE_ACCESS also used for synchronisation, as ARM's KDS proposed in the thread "
+            "(seed 003): it sleeps while another process has the buffer prepared"),
     Profile("3.5", (3, 5), frozenset(),
             "kmap and kmap_atomic (3.4), vmap and the coherent userspace mmap of Vetter's design (seed 000)"),
     Profile("4.6", (4, 6), frozenset(), "DMA_BUF_IOCTL_SYNC brackets userspace CPU access; kmap_atomic still there"),

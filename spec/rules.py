@@ -402,4 +402,18 @@ RACE_UNORDERED_ACCESS = _rule(
     "race unless a fence signal/wait, a reservation or mutex unlock/lock, fork or program order puts one's close "
     "before the other's open. Synchronisation the trace does not record (V4L2 queues, binder, futexes) is not seen.")
 
+# -- deadlock: decided by the explorers (checker.engines), which run calls rather than replay them ---------
+WW_MUTEX_H = "kernel/locking/ww_mutex.h"
+LOCK_DEADLOCK = _rule(
+    "LOCK-DEADLOCK", "every thread still running sleeps on something only a sleeping thread can release: "
+    "none can go on", E, ANY, Kind.ANALYSIS,
+    (S(WW_MUTEX_H, "__ww_mutex_check_kill", "wait-die: only a context that holds locks backs off, so locks "
+       "taken without an acquire context can deadlock"),
+     S(RESV_C, "dma_resv_lock", "a NULL context is a plain ww_mutex_lock: no -EDEADLK, no deadlock avoidance"),
+     S(SEED_RFC, "", "Alan Cox: how do you avoid deadlocks on a blocking prepare without prepare-multiple?")),
+    catalog="RESV-002, RESV-003",
+    explain="Found by `dmaspec explore`: a reachable state in which each unfinished thread waits (for a "
+    "reservation lock, a fence, an exclusive PREPARE_ACCESS) on a thread that waits too, or on itself. The "
+    "counterexample is the schedule that gets there and the calls each thread is sleeping in.")
+
 RULES: tuple[Rule, ...] = tuple(_RULES)

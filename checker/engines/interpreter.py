@@ -121,6 +121,11 @@ class _Env:
         self.row: Row | None = None
 
 
+def evaluate(expr: Expr, event: Event, machine: Interpreter) -> Any:
+    """The value of ``expr`` for ``event`` in ``machine``'s state (``Ret`` reads the event's ``ret``)."""
+    return _eval(expr, _Env(event, event.ret, {}), machine)
+
+
 def evaluate_selector(expr: Expr, event: Event) -> bool:
     """Evaluate an action's ``when`` (which reads only arguments)."""
     return bool(_eval(expr, _Env(event, None, {}), None))
@@ -357,6 +362,10 @@ class Interpreter:
 
     def _report(self, rule: str, line: int, op: str, tid: int | None, objs: tuple[tuple[str, Value], ...]) -> None:
         self.result.judge(rule, line, op, tid, tuple(self._state(t, k) for t, k in objs))
+
+    def object_state(self, table: str, key: Value) -> ObjectState:
+        """The object at ``key`` of ``table`` as a finding would show it."""
+        return self._state(table, key)
 
     def _state(self, table: str, key: Value) -> ObjectState:
         row = self.tables[table].get(key)

@@ -1,0 +1,359 @@
+"""The transition system of a bounded configuration, derived from the spec.
+
+A configuration (``spec.configs``) gives each actor a program of calls.  The
+model answers the three questions every explorer asks (Stateright's
+``init_states / actions / next_state``):
+
+- ``initial()``: every actor at its first call, no objects.
+- ``moves(state)``: for each actor whose next call can return now (its
+  action's ``waits`` does not hold), the events it makes (the exporter
+  callbacks the core ``invokes``, then the call, returning what the core's
+  ``outcomes`` say or else what the program expects) and the state after.
+- ``end(state)`` and ``deadlock(state)``: what a state where every actor has
+  finished owes (the spec's end-of-trace obligations), and whether a state
+  where some have not is stuck.
+
+Nothing about a rule is written here: each call runs through the reference
+interpreter (``checker.engines.interpreter``), so the explorer, the replay
+of its counterexamples and the trace checker cannot disagree on what a call
+does.  What this module does not do: search (``checker.engines.explorer``),
+or reduce by symmetry beyond offering ``canonical()``.
+
+Example
+-------
+>>> from checker.engines.model import Model
+>>> from spec.configs import config
+>>> m = Model(config("tiny"))
+>>> s = m.initial()
+>>> [m.actor_name(t.actor) for t in m.moves(s)]
+['exporter']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from checker.core import Finding, ObjectState
+from checker.engines.interpreter import Interpreter, Row, evaluate
+from checker.trace import Event, select, validate
+from spec import SPEC
+from spec.lang import Action, Atomic, Config, EventKind, Get, Goto, Instr, Profile, Step, Value
+from spec.lint import walk_expr
+from spec.profiles import profile as find_profile
+from spec.rules import LOCK_DEADLOCK
+
+EventDict = dict[str, Any]
+_FIELDS = {t.name: t.field_names() for t in SPEC.tables}
+_CALLBACK_PARAMS = {a.op: {p.name for p in a.params} for a in SPEC.actions if a.kind is EventKind.CALLBACK}
+Rows = tuple[tuple[str, Value, tuple[Value, ...]], ...]
+NOT_STARTED = -1  # the pc of an actor no step has spawned yet
+
+
+class ConfigError(Exception):
+    """A configuration the model cannot run: a bad label, an unknown op, a use of an object never made."""
+
+
+@dataclass(frozen=True)
+class State:
+    """The actors' program counters (``len(program)`` when finished) and every table row, frozen."""
+
+    pcs: tuple[int, ...]
+    rows: Rows
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One move: ``actor`` made ``events`` (callbacks, then its call) and the model went to ``target``.
+
+    ``broken`` lists the rules the events broke, in order; a transition that
+    breaks one ends the path (its target is an error state).
+    """
+
+    actor: int
+    events: tuple[EventDict, ...]
+    target: State
+    broken: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Call:
+    """A step, ready to run: validated once per return value it can have."""
+
+    step: Step
+    action: Action | None
+
+
+def _sort_key(v: Value) -> str:
+    return repr(v)
+
+
+class Model:
+    """A configuration's transition system under one kernel profile."""
+
+    def __init__(self, config: Config, profile: Profile | None = None) -> None:
+        self.config = config
+        self.profile = profile or find_profile(config.profile)
+        self.actors = config.actors
+        self._programs: list[tuple[Instr, ...]] = [a.program for a in config.actors]
+        self._labels: list[dict[str, int]] = [self._label_table(a.name, a.program) for a in config.actors]
+        self._calls: dict[tuple[int, int, int], _Call] = {}
+        self._events: dict[tuple[int, int, int, Value], Event] = {}
+        self._it = Interpreter(self.profile, f"config {config.name}", tombstones=1 << 30)
+        self._index = {a.name: i for i, a in enumerate(config.actors)}
+        if len(self._index) != len(config.actors):
+            raise ConfigError(f"config {config.name}: two actors have the same name")
+        self._check_ops()
+
+    # -- the three questions -------------------------------------------------------------------------
+
+    def initial(self) -> State:
+        return State(tuple(self._resolve(i, 0) if a.started else NOT_STARTED for i, a in enumerate(self.actors)), ())
+
+    def moves(self, state: State) -> list[Transition]:
+        """Every move an actor can make from ``state``, in actor order; none once a rule is broken."""
+        out = []
+        for i, pc in enumerate(state.pcs):
+            if pc >= len(self._programs[i]) or pc == NOT_STARTED:
+                continue
+            t = self._move(state, i, pc)
+            if t is not None:
+                out.append(t)
+        return out
+
+    def finished(self, state: State) -> bool:
+        return all(pc >= len(p) for pc, p in zip(state.pcs, self._programs, strict=True))
+
+    def end(self, state: State) -> list[str]:
+        """The end-of-trace obligations a finished state breaks (leaks), by rule."""
+        it = self._load(state)
+        findings_before = len(it.result.findings)
+        it.finish()
+        return [f.rule for f in it.result.findings[findings_before:]]
+
+    def waiting(self, state: State) -> list[tuple[int, Step]]:
+        """The actors that have not finished, each with the call it sleeps in (all of them, in a deadlock)."""
+        out = []
+        for i, pc in enumerate(state.pcs):
+            if NOT_STARTED < pc < len(self._programs[i]):
+                out.append((i, self._first_step(i, pc)))
+        return out
+
+    def deadlocked(self, state: State) -> bool:
+        return not self.finished(state) and not self.moves(state)
+
+    # -- what reports need -----------------------------------------------------------------------------
+
+    def actor_name(self, i: int) -> str:
+        return self.actors[i].name
+
+    def deadlock_finding(self, state: State, line: int) -> Finding:
+        """The ``LOCK-DEADLOCK`` finding of a stuck state: the objects the sleeping calls wait on."""
+        it = self._load(state)
+        seen: dict[tuple[str, Value], ObjectState] = {}
+        for i, _ in self.waiting(state):
+            call = self._call(i, state.pcs[i], 0)
+            if call.action is None or call.action.waits is None:
+                continue
+            event = self._event(i, state.pcs[i], 0, None)
+            for sub in walk_expr(call.action.waits):
+                if isinstance(sub, Get) and sub.table in ("resv", "fence", "buffer", "rfc_access"):
+                    key = evaluate(sub.key, event, it)
+                    if (sub.table, key) not in seen and key not in (None, ""):
+                        seen[(sub.table, key)] = it.object_state(sub.table, key)
+        first = self.waiting(state)[0]
+        return Finding(LOCK_DEADLOCK, line, first[1].op, self.actors[first[0]].tid, tuple(seen.values()))
+
+    def step_event(self, i: int, pc: int, ret: Value) -> EventDict:
+        actor = self.actors[i]
+        return self._first_step(i, pc).event(actor.tid, actor.pid, ret)
+
+    def steps(self) -> Iterator[tuple[int, int, Step]]:
+        """Every step of every program: (actor, pc, step); an atomic group's steps share its pc."""
+        for i, program in enumerate(self._programs):
+            for pc, instr in enumerate(program):
+                if isinstance(instr, Step):
+                    yield i, pc, instr
+                elif isinstance(instr, Atomic):
+                    for s in instr.steps:
+                        yield i, pc, s
+
+    # -- moves ----------------------------------------------------------------------------------------------
+
+    def _move(self, state: State, i: int, pc: int) -> Transition | None:
+        instr = self._programs[i][pc]
+        steps = instr.steps if isinstance(instr, Atomic) else (instr,)
+        assert all(isinstance(s, Step) for s in steps)
+        it = self._load(state)
+        events: list[EventDict] = []
+        broken: list[str] = []
+        ret: Value = None
+        for n, st in enumerate(steps):
+            assert isinstance(st, Step)
+            call = self._call(i, pc, n)
+            probe = self._event(i, pc, n, None)
+            action = call.action
+            if action is not None and action.waits is not None and evaluate(action.waits, probe, it):
+                return None  # it sleeps: no move (for a group, none of its steps runs)
+            ret = st.ret
+            if action is not None:
+                for cond, decided in action.outcomes:
+                    if evaluate(cond, probe, it):
+                        ret = evaluate(decided, probe, it)
+                        break
+                for cb, cond in action.invokes:
+                    if evaluate(cond, probe, it):
+                        cb_event = self._callback(i, st, cb)
+                        events.append(cb_event)
+                        broken += self._feed(it, validate(cb_event, self._it.file, 0))
+            events.append(st.event(self.actors[i].tid, self.actors[i].pid, ret))
+            broken += self._feed(it, self._event(i, pc, n, ret))
+            if broken:
+                break
+        nxt = pc + 1
+        last = steps[-1]
+        assert isinstance(last, Step)
+        for value, label in last.on:
+            if ret == value:
+                nxt = self._labels[i][label]
+                break
+        pcs = list(state.pcs)
+        pcs[i] = self._resolve(i, nxt)
+        for st in steps:
+            assert isinstance(st, Step)
+            for name in st.spawns:
+                j = self._index[name]
+                if pcs[j] == NOT_STARTED:
+                    pcs[j] = self._resolve(j, 0)
+        return Transition(i, tuple(events), State(tuple(pcs), self._dump(it)), tuple(broken))
+
+    def _feed(self, it: Interpreter, event: Event) -> list[str]:
+        before = len(it.result.findings)
+        withheld = sum(it.result.withheld.values())
+        it.feed(event)
+        adopted = any(r.epoch < 0 for rows in it.tables.values() for r in rows.values())
+        if adopted or sum(it.result.withheld.values()) != withheld:
+            raise ConfigError(f"config {self.config.name}: {event.op} by thread {event.tid} names an object no step "
+                              "made; every object a program uses must be made by a step before it")
+        return [f.rule for f in it.result.findings[before:]]
+
+    def _callback(self, i: int, st: Step, cb: str) -> EventDict:
+        args = {k: v for k, v in st.args if k in _CALLBACK_PARAMS[cb]}
+        return {"op": cb, "kind": EventKind.CALLBACK.value, "tid": self.actors[i].tid, "pid": self.actors[i].pid,
+                "args": args}
+
+    # -- state <-> interpreter -----------------------------------------------------------------------------
+
+    def _load(self, state: State) -> Interpreter:
+        it = self._it
+        tables: dict[str, dict[Value, Row]] = {t: {} for t in _FIELDS}
+        for table, key, values in state.rows:
+            tables[table][key] = Row(dict(zip(_FIELDS[table], values, strict=True)), 0, 0)
+        it.tables = tables
+        it.result.findings.clear()
+        it.result.withheld.clear()
+        return it
+
+    def _dump(self, it: Interpreter) -> Rows:
+        rows = []
+        for table, content in it.tables.items():
+            names = _FIELDS[table]
+            for key, row in content.items():
+                rows.append((table, key, tuple(row.fields[n] for n in names)))
+        rows.sort(key=lambda r: (r[0], _sort_key(r[1])))
+        return tuple(rows)
+
+    def object_state(self, state: State, table: str, key: Value) -> ObjectState:
+        return self._load(state).object_state(table, key)
+
+    # -- programs --------------------------------------------------------------------------------------------
+
+    def _label_table(self, actor: str, program: tuple[Instr, ...]) -> dict[str, int]:
+        labels: dict[str, int] = {}
+        for pc, instr in enumerate(program):
+            label = instr.label if isinstance(instr, (Step, Atomic)) else ""
+            if label:
+                if label in labels:
+                    raise ConfigError(f"actor {actor}: label {label!r} is used twice")
+                labels[label] = pc
+        for instr in program:
+            targets = [instr.label] if isinstance(instr, Goto) else [t for _, t in instr.on] if isinstance(
+                instr, Step) else [t for s in instr.steps for _, t in s.on]
+            for t in targets:
+                if t not in labels:
+                    raise ConfigError(f"actor {actor}: no step is labelled {t!r}")
+        return labels
+
+    def _resolve(self, i: int, pc: int) -> int:
+        """The pc of the next call at or after ``pc``, following gotos."""
+        program = self._programs[i]
+        for _ in range(len(program) + 1):
+            if pc >= len(program):
+                return len(program)
+            instr = program[pc]
+            if not isinstance(instr, Goto):
+                return pc
+            pc = self._labels[i][instr.label]
+        raise ConfigError(f"actor {self.actors[i].name}: its gotos loop without making a call")
+
+    def _first_step(self, i: int, pc: int) -> Step:
+        instr = self._programs[i][pc]
+        st = instr.steps[0] if isinstance(instr, Atomic) else instr
+        assert isinstance(st, Step)
+        return st
+
+    def _step(self, i: int, pc: int, n: int) -> Step:
+        instr = self._programs[i][pc]
+        st = instr.steps[n] if isinstance(instr, Atomic) else instr
+        assert isinstance(st, Step)
+        return st
+
+    def _call(self, i: int, pc: int, n: int) -> _Call:
+        key = (i, pc, n)
+        call = self._calls.get(key)
+        if call is None:
+            event = self._event(i, pc, n, None)
+            action, available = select(event, self.profile)
+            if not available:
+                raise ConfigError(f"actor {self.actors[i].name}: {event.op} does not exist in the {self.profile.name} "
+                                  "profile's kernel")
+            call = self._calls[key] = _Call(self._step(i, pc, n), action)
+        return call
+
+    def _event(self, i: int, pc: int, n: int, ret: Value) -> Event:
+        key = (i, pc, n, ret)
+        event = self._events.get(key)
+        if event is None:
+            st = self._step(i, pc, n)
+            try:
+                event = validate(st.event(self.actors[i].tid, self.actors[i].pid, ret), self._it.file, 0)
+            except Exception as e:  # an InputError: the program's own mistake
+                raise ConfigError(f"actor {self.actors[i].name}, step {pc}: {e}") from None
+            self._events[key] = event
+        return event
+
+    def _check_ops(self) -> None:
+        for _, _, st in self.steps():
+            for name in st.spawns:
+                if name not in self._index or self.actors[self._index[name]].started:
+                    raise ConfigError(f"config {self.config.name}: {st.op} spawns {name!r}, which is not an actor "
+                                      "waiting to be started (started=False)")
+        for i, pc, _ in self.steps():
+            instr = self._programs[i][pc]
+            for n in range(len(instr.steps) if isinstance(instr, Atomic) else 1):
+                self._call(i, pc, n)
+
+
+FIRST_LINE = 2  # a counterexample's trace has its header on line 1
+
+
+def replay(profile: Profile, events: Iterable[EventDict]) -> tuple[Interpreter, list[Finding]]:
+    """Feed ``events`` to a fresh interpreter, numbered by their line in the written trace; its findings."""
+    it = Interpreter(profile, "counterexample")
+    for n, ev in enumerate(events, FIRST_LINE):
+        it.feed(validate(ev, it.file, n))
+    return it, list(it.result.findings)
+
+
+__all__ = ["FIRST_LINE", "ConfigError", "Model", "State", "Transition", "replay"]
