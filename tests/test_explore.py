@@ -186,3 +186,13 @@ def test_counterexample_trace_replays_from_the_command_line(tmp_path) -> None:  
     assert proc.returncode == 1
     rules = [f["rule"] for t in json.loads(proc.stdout)["traces"] for f in t["findings"]]
     assert rules == ["DYN-MOVE-WHILE-PINNED"]
+
+
+@pytest.mark.parametrize("cfg", [*CONFIGS, *(s.config for s in SCENARIOS)], ids=lambda c: c.name)
+def test_the_compiled_machine_explores_exactly_what_the_interpreter_does(cfg) -> None:  # type: ignore[no-untyped-def]
+    fast = explore(cfg, symmetry=False)
+    reference = explore(cfg, symmetry=False, machine="interpreter")
+    assert (fast.verdict, fast.states, fast.transitions, fast.depth_reached) == (
+        reference.verdict, reference.states, reference.transitions, reference.depth_reached)
+    assert [(c.rule, c.events, c.finding.key()) for c in fast.counterexamples] == [
+        (c.rule, c.events, c.finding.key()) for c in reference.counterexamples]

@@ -85,9 +85,13 @@ class _Search:
 
 
 def explore(config: Config, *, profile: Profile | None = None, depth: int | None = None, symmetry: bool = True,
-            keep_graph: bool = False, progress: Progress | None = None, max_states: int | None = None) -> Exploration:
-    """Explore every interleaving of ``config`` up to ``depth`` moves (the configuration's own by default)."""
-    model = Model(config, profile)
+            keep_graph: bool = False, progress: Progress | None = None, max_states: int | None = None,
+            machine: str = "compiled") -> Exploration:
+    """Explore every interleaving of ``config`` up to ``depth`` moves (the configuration's own by default).
+
+    ``machine`` runs each call on the compiled executor's handlers (fast) or on the reference interpreter.
+    """
+    model = Model(config, profile, machine=machine)
     bound = config.depth if depth is None else depth
     sym = Symmetry(model) if symmetry and config.symmetric else None
     canon: Callable[[State], State] = sym.canonical if sym else (lambda s: s)

@@ -33,7 +33,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
+
+import orjson
 
 from checker.core import Finding, ObjectState
 from checker.engines.interpreter import Interpreter, Row, evaluate
@@ -92,7 +95,7 @@ def _sort_key(v: Value) -> str:
 class Model:
     """A configuration's transition system under one kernel profile."""
 
-    def __init__(self, config: Config, profile: Profile | None = None) -> None:
+    def __init__(self, config: Config, profile: Profile | None = None, *, machine: str = "compiled") -> None:
         self.config = config
         self.profile = profile or find_profile(config.profile)
         self.actors = config.actors
@@ -100,7 +103,9 @@ class Model:
         self._labels: list[dict[str, int]] = [self._label_table(a.name, a.program) for a in config.actors]
         self._calls: dict[tuple[int, int, int], _Call] = {}
         self._events: dict[tuple[int, int, int, Value], Event] = {}
+        self._callbacks: dict[tuple[int, int, int, str], tuple[EventDict, Event]] = {}
         self._it = Interpreter(self.profile, f"config {config.name}", tombstones=1 << 30)
+        self._machine: _Machine = _Compiled(self.profile) if machine == "compiled" else _Interpreted(self._it)
         self._index = {a.name: i for i, a in enumerate(config.actors)}
         if len(self._index) != len(config.actors):
             raise ConfigError(f"config {config.name}: two actors have the same name")
@@ -185,7 +190,9 @@ class Model:
         instr = self._programs[i][pc]
         steps = instr.steps if isinstance(instr, Atomic) else (instr,)
         assert all(isinstance(s, Step) for s in steps)
-        it = self._load(state)
+        mach = self._machine
+        mach.load(state.rows)
+        it = mach.view
         events: list[EventDict] = []
         broken: list[str] = []
         ret: Value = None
@@ -204,11 +211,12 @@ class Model:
                         break
                 for cb, cond in action.invokes:
                     if evaluate(cond, probe, it):
-                        cb_event = self._callback(i, st, cb)
-                        events.append(cb_event)
-                        broken += self._feed(it, validate(cb_event, self._it.file, 0))
+                        cb_raw, cb_event = self._callback(i, pc, n, cb)
+                        events.append(cb_raw)
+                        broken += self._check(mach.feed(cb_raw, cb_event), cb_raw)
+            event = self._event(i, pc, n, ret)
             events.append(st.event(self.actors[i].tid, self.actors[i].pid, ret))
-            broken += self._feed(it, self._event(i, pc, n, ret))
+            broken += self._check(mach.feed(events[-1], event), events[-1])
             if broken:
                 break
         nxt = pc + 1
@@ -226,43 +234,31 @@ class Model:
                 j = self._index[name]
                 if pcs[j] == NOT_STARTED:
                     pcs[j] = self._resolve(j, 0)
-        return Transition(i, tuple(events), State(tuple(pcs), self._dump(it)), tuple(broken))
+        return Transition(i, tuple(events), State(tuple(pcs), mach.dump()), tuple(broken))
 
-    def _feed(self, it: Interpreter, event: Event) -> list[str]:
-        before = len(it.result.findings)
-        withheld = sum(it.result.withheld.values())
-        it.feed(event)
-        adopted = any(r.epoch < 0 for rows in it.tables.values() for r in rows.values())
-        if adopted or sum(it.result.withheld.values()) != withheld:
-            raise ConfigError(f"config {self.config.name}: {event.op} by thread {event.tid} names an object no step "
-                              "made; every object a program uses must be made by a step before it")
-        return [f.rule for f in it.result.findings[before:]]
+    def _check(self, broken: list[str] | None, event: EventDict) -> list[str]:
+        if broken is None:
+            raise ConfigError(f"config {self.config.name}: {event['op']} by thread {event['tid']} names an object no "
+                              "step made; every object a program uses must be made by a step before it")
+        return broken
 
-    def _callback(self, i: int, st: Step, cb: str) -> EventDict:
-        args = {k: v for k, v in st.args if k in _CALLBACK_PARAMS[cb]}
-        return {"op": cb, "kind": EventKind.CALLBACK.value, "tid": self.actors[i].tid, "pid": self.actors[i].pid,
-                "args": args}
+    def _callback(self, i: int, pc: int, n: int, cb: str) -> tuple[EventDict, Event]:
+        """The exporter callback ``cb`` the core invokes for step ``n`` at ``pc`` of actor ``i``."""
+        key = (i, pc, n, cb)
+        made = self._callbacks.get(key)
+        if made is None:
+            args = {k: v for k, v in self._step(i, pc, n).args if k in _CALLBACK_PARAMS[cb]}
+            raw: EventDict = {"op": cb, "kind": EventKind.CALLBACK.value, "tid": self.actors[i].tid,
+                              "pid": self.actors[i].pid, "args": args}
+            made = self._callbacks[key] = (raw, validate(raw, self._it.file, 0))
+        return dict(made[0]), made[1]
 
     # -- state <-> interpreter -----------------------------------------------------------------------------
 
     def _load(self, state: State) -> Interpreter:
-        it = self._it
-        tables: dict[str, dict[Value, Row]] = {t: {} for t in _FIELDS}
-        for table, key, values in state.rows:
-            tables[table][key] = Row(dict(zip(_FIELDS[table], values, strict=True)), 0, 0)
-        it.tables = tables
-        it.result.findings.clear()
-        it.result.withheld.clear()
-        return it
-
-    def _dump(self, it: Interpreter) -> Rows:
-        rows = []
-        for table, content in it.tables.items():
-            names = _FIELDS[table]
-            for key, row in content.items():
-                rows.append((table, key, tuple(row.fields[n] for n in names)))
-        rows.sort(key=lambda r: (r[0], _sort_key(r[1])))
-        return tuple(rows)
+        """The reference interpreter, holding ``state`` (for end obligations and what reports show)."""
+        _load_interpreter(self._it, state.rows)
+        return self._it
 
     def object_state(self, state: State, table: str, key: Value) -> ObjectState:
         return self._load(state).object_state(table, key)
@@ -343,6 +339,152 @@ class Model:
             instr = self._programs[i][pc]
             for n in range(len(instr.steps) if isinstance(instr, Atomic) else 1):
                 self._call(i, pc, n)
+
+
+# -- the machines a move runs on: the reference interpreter, or the compiled executor's handlers --------------
+
+
+def _load_interpreter(it: Interpreter, rows: Rows) -> None:
+    tables: dict[str, dict[Value, Row]] = {t: {} for t in _FIELDS}
+    for table, key, values in rows:
+        tables[table][key] = Row(dict(zip(_FIELDS[table], values, strict=True)), 0, 0)
+    it.tables = tables
+    it.result.findings.clear()
+    it.result.withheld.clear()
+
+
+def _sorted(rows: list[tuple[str, Value, tuple[Value, ...]]]) -> Rows:
+    try:
+        rows.sort(key=lambda r: (r[0], r[1]))
+    except TypeError:  # keys of mixed types in one table
+        rows.sort(key=lambda r: (r[0], _sort_key(r[1])))
+    return tuple(rows)
+
+
+class _Machine:
+    """Runs events on a loaded state: ``feed`` gives the rules broken, or None when an object was adopted."""
+
+    view: Any  # what ``evaluate`` reads: ``.tables[name].get(key).fields`` and ``key in .tables[name]``
+
+    def load(self, rows: Rows) -> None:
+        raise NotImplementedError
+
+    def feed(self, raw: EventDict, event: Event) -> list[str] | None:
+        raise NotImplementedError
+
+    def dump(self) -> Rows:
+        raise NotImplementedError
+
+
+class _Interpreted(_Machine):
+    """The reference: every statement walked by the interpreter."""
+
+    def __init__(self, it: Interpreter) -> None:
+        self.view = self.it = Interpreter(it.profile, it.file, tombstones=1 << 30)
+
+    def load(self, rows: Rows) -> None:
+        _load_interpreter(self.it, rows)
+
+    def feed(self, raw: EventDict, event: Event) -> list[str] | None:
+        it = self.it
+        before = len(it.result.findings)
+        withheld = sum(it.result.withheld.values())
+        it.feed(event)
+        adopted = any(r.epoch < 0 for rows in it.tables.values() for r in rows.values())
+        if adopted or sum(it.result.withheld.values()) != withheld:
+            return None
+        return [f.rule for f in it.result.findings[before:]]
+
+    def dump(self) -> Rows:
+        rows = []
+        for table, content in self.it.tables.items():
+            names = _FIELDS[table]
+            for key, row in content.items():
+                rows.append((table, key, tuple(row.fields[n] for n in names)))
+        return _sorted(rows)
+
+
+class _RowView:
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict[str, Value]) -> None:
+        self.fields = fields
+
+
+class _TableView:
+    __slots__ = ("rows", "names")
+
+    def __init__(self, rows: dict[Value, list[Any]], names: tuple[str, ...]) -> None:
+        self.rows = rows
+        self.names = names
+
+    def get(self, key: Value) -> _RowView | None:
+        r = self.rows.get(key)
+        return None if r is None else _RowView(dict(zip(self.names, r, strict=False)))
+
+    def __contains__(self, key: Value) -> bool:
+        return key in self.rows
+
+
+class _Compiled(_Machine):
+    """The compiled executor's generated handlers (the fast path; held equal to the interpreter by tests)."""
+
+    def __init__(self, profile: Profile) -> None:
+        from checker.engines.runtime import CompiledExecutor
+
+        self.ex = ex = CompiledExecutor(profile, "explore", tombstones=1 << 62)
+        self._decode = ex.module.DECODER.decode
+        self._structs: dict[int, Any] = {}
+        self._keep: list[Event] = []  # the events whose ids key _structs
+        self._width = {t: len(names) for t, names in _FIELDS.items()}
+        self._indexed = {t.name: t.index for t in SPEC.tables if t.index is not None}
+        self.view = SimpleNamespace(tables={t: _TableView(ex.tables[t], names) for t, names in _FIELDS.items()})
+
+    def load(self, rows: Rows) -> None:
+        ex = self.ex
+        for t in ex.tables.values():
+            if t:
+                t.clear()
+        for x in ex.index.values():
+            if x:
+                x.clear()
+        for g in ex.retired.values():
+            if g:
+                g.clear()
+        tables, index, indexed = ex.tables, ex.index, self._indexed
+        for table, key, values in rows:
+            tables[table][key] = [*values, 0, 0, 0, False]
+            part = indexed.get(table)
+            if part is not None:
+                index[table].setdefault(key[part], {})[key] = None  # type: ignore[index]
+        ex.result.findings.clear()
+        ex.result.withheld.clear()
+
+    def feed(self, raw: EventDict, event: Event) -> list[str] | None:
+        struct = self._structs.get(id(event))
+        if struct is None:  # events are cached by the model, so their ids are stable
+            struct = self._structs[id(event)] = self._decode(orjson.dumps(raw))
+            self._keep.append(event)
+        result = self.ex.result
+        before = len(result.findings)
+        tables = self.ex.tables
+        sizes = [len(t) for t in tables.values()]
+        self.ex.handlers[struct.__class__](struct, 1)
+        if result.withheld:
+            return None
+        for (table, rows), size in zip(tables.items(), sizes, strict=True):
+            if len(rows) > size and any(r[self._width[table]] < 0 for r in rows.values()):
+                return None  # adopted: an object no step made
+        return [f.rule for f in result.findings[before:]]
+
+    def dump(self) -> Rows:
+        rows = []
+        width = self._width
+        for table, content in self.ex.tables.items():
+            if content:
+                n = width[table]
+                rows += [(table, key, tuple(r[:n])) for key, r in content.items()]
+        return _sorted(rows)
 
 
 FIRST_LINE = 2  # a counterexample's trace has its header on line 1
