@@ -15,12 +15,13 @@ interchangeable (``Config.symmetric``).
   any point.
 - ``ci``: ``small`` plus a userspace process that mmaps the buffer through an
   fd and brackets its access with ``DMA_BUF_IOCTL_SYNC``.
+- ``large``: ``ci`` with a third importer (the benchmark's configuration).
 
 The scenarios (``SCENARIOS``) answer questions the seeds argue about, each
 with the outcome the tests hold it to.
 
 >>> [c.name for c in CONFIGS]
-['tiny', 'small', 'ci']
+['tiny', 'small', 'ci', 'large']
 >>> scenario("rfc-2012").expect
 'LOCK-DEADLOCK'
 """
@@ -103,6 +104,11 @@ CONFIGS: tuple[Config, ...] = (
            "small, and a process that mmaps the buffer through an fd and brackets its access with SYNC",
            depth=32, symmetric=(("imp1", "imp2"),),
            sources=(GUIDE, Source(R.SEED_MMAP, "", "userspace mmap with SYNC brackets"))),
+    Config("large", "latest",
+           (_exporter(("imp1", "imp2", "imp3", "user")), _importer_locked("imp1", 11), _importer_locked("imp2", 12),
+            _importer_locked("imp3", 13), _mmap_user(40)),
+           "ci with a third importer: the benchmark's configuration", depth=60, symmetric=(("imp1", "imp2", "imp3"),),
+           sources=(GUIDE,)),
 )
 
 

@@ -32,7 +32,7 @@ import networkx as nx  # type: ignore[import-untyped]
 
 from checker.core import Counterexample, Exploration
 from checker.counterexample import build
-from checker.engines.model import ConfigError, Model, State, Transition
+from checker.engines.model import ConfigError, Model, State, Transition, sorted_rows
 from spec import SPEC
 from spec.lang import (
     Config,
@@ -46,11 +46,13 @@ from spec.lang import (
     Profile,
     Stmt,
     Update,
+    Value,
 )
 from spec.lint import stmt_exprs, walk_expr
 from spec.rules import LOCK_DEADLOCK
 
-Progress = Callable[[int, int, int], None]  # (distinct states, depth, frontier size)
+Progress = Callable[[int, int, int], None]
+Row = tuple[str, Value, tuple[Value, ...]]  # (distinct states, depth, frontier size)
 
 
 @dataclass
@@ -299,6 +301,7 @@ class Symmetry:
                 mapping.update(dict(zip(g, perm, strict=True)))
             perms.append(mapping)
         self._renames = [self._renaming(m) for m in perms if any(a != b for a, b in m.items())]
+        self._memo: list[dict[Row, Row]] = [{} for _ in self._renames]
         for names, tids, mapping in self._renames:
             for a, b in mapping.items():
                 mine = [self._rename_value(model.step_event(a, pc, None), names, tids)
@@ -330,35 +333,45 @@ class Symmetry:
             return {k: self._rename_value(x, names, tids) for k, x in v.items()}
         return v
 
+    def _rename_row(self, row: Row, names: dict[str, str], tids: dict[int, int]) -> Row:
+        table, key, values = row
+        key2 = self._rename_value(key, names, tids)
+        if (table, None) in TID_KEYS and isinstance(key2, int):
+            key2 = tids.get(key2, key2)
+        elif isinstance(key2, tuple):
+            key2 = tuple(tids.get(p, p) if (table, n) in TID_KEYS and isinstance(p, int) else p
+                         for n, p in enumerate(key2))
+        names_of = _FIELD_NAMES[table]
+        vals = tuple(tids.get(v, v) if (table, names_of[n]) in TID_FIELDS and isinstance(v, int)
+                     else self._rename_value(v, names, tids) for n, v in enumerate(values))
+        return (table, key2, vals)  # type: ignore[return-value]
+
     def canonical(self, state: State) -> State:
         best = state
-        best_key = _order(state)
-        for names, tids, mapping in self._renames:
+        for n, (names, tids, mapping) in enumerate(self._renames):
             pcs = list(state.pcs)
             for a, b in mapping.items():
                 pcs[b] = state.pcs[a]
+            memo = self._memo[n]  # rows recur across states: rename each once per permutation
             rows = []
-            for table, key, values in state.rows:
-                key2 = self._rename_value(key, names, tids)
-                if (table, None) in TID_KEYS and isinstance(key2, int):
-                    key2 = tids.get(key2, key2)
-                elif isinstance(key2, tuple):
-                    key2 = tuple(tids.get(p, p) if (table, n) in TID_KEYS and isinstance(p, int) else p
-                                 for n, p in enumerate(key2))
-                names_of = _FIELD_NAMES[table]
-                vals = tuple(tids.get(v, v) if (table, names_of[n]) in TID_FIELDS and isinstance(v, int)
-                             else self._rename_value(v, names, tids) for n, v in enumerate(values))
-                rows.append((table, key2, vals))
-            rows.sort(key=lambda r: (r[0], repr(r[1])))
-            cand = State(tuple(pcs), tuple(rows))  # type: ignore[arg-type]
-            k = _order(cand)
-            if k < best_key:
-                best, best_key = cand, k
+            for row in state.rows:
+                renamed = memo.get(row)
+                if renamed is None:
+                    renamed = memo[row] = self._rename_row(row, names, tids)
+                rows.append(renamed)
+            cand = State(tuple(pcs), sorted_rows(rows))  # the order Model gives its own states
+            if _less(cand, best):
+                best = cand
         return best
 
 
-def _order(state: State) -> tuple[tuple[int, ...], str]:
-    return state.pcs, repr(state.rows)
+def _less(a: State, b: State) -> bool:
+    if a.pcs != b.pcs:
+        return a.pcs < b.pcs
+    try:
+        return a.rows < b.rows
+    except TypeError:  # values of mixed types at one place
+        return repr(a.rows) < repr(b.rows)
 
 
 def _is_step(model: Model, i: int, pc: int) -> bool:

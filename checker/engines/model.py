@@ -353,7 +353,7 @@ def _load_interpreter(it: Interpreter, rows: Rows) -> None:
     it.result.withheld.clear()
 
 
-def _sorted(rows: list[tuple[str, Value, tuple[Value, ...]]]) -> Rows:
+def sorted_rows(rows: list[tuple[str, Value, tuple[Value, ...]]]) -> Rows:
     try:
         rows.sort(key=lambda r: (r[0], r[1]))
     except TypeError:  # keys of mixed types in one table
@@ -401,7 +401,7 @@ class _Interpreted(_Machine):
             names = _FIELDS[table]
             for key, row in content.items():
                 rows.append((table, key, tuple(row.fields[n] for n in names)))
-        return _sorted(rows)
+        return sorted_rows(rows)
 
 
 class _RowView:
@@ -484,7 +484,7 @@ class _Compiled(_Machine):
             if content:
                 n = width[table]
                 rows += [(table, key, tuple(r[:n])) for key, r in content.items()]
-        return _sorted(rows)
+        return sorted_rows(rows)
 
 
 FIRST_LINE = 2  # a counterexample's trace has its header on line 1
