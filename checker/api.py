@@ -16,6 +16,7 @@ from checker.core import TOMBSTONES_PER_TABLE, InputError, Result
 from checker.engines.interpreter import Interpreter
 from checker.engines.runtime import BLOCK, CompiledExecutor
 from checker.readers import SNIFF_BYTES, CanonicalStream, Conversion, convert, detect, remap, source_line
+from checker.sleeping import compiled_view, judge_deadlock, waiting_calls
 from checker.trace import Header, is_header, iter_lines, load_line, open_binary, parse_header
 from spec import profile as find_profile
 from spec.lang import Profile
@@ -75,13 +76,16 @@ def check_stream(stream: IO[bytes], file: str, *, profile: str | None = None, en
                                     tombstones=tombstones)
     header, pending, consumed = read_header(stream, file)
     prof, hidden, leaks = _settings(header or Header(), file, profile, unobserved, check_leaks)
+    sleepers = waiting_calls(header.source, file) if header is not None else []
     if engine == "interpreter":
         it = Interpreter(prof, file, unobserved=hidden, check_leaks=leaks, tombstones=tombstones)
         lines = iter_lines(io.BufferedReader(Prefixed(pending, stream)))
         it.feed_lines(((n + consumed, raw) for n, raw in lines), keep_going=keep_going)
+        judge_deadlock(it.result, it, prof, sleepers, it.last_line + 1, it.object_state)
         return it.finish()
     ex = CompiledExecutor(prof, file, unobserved=hidden, check_leaks=leaks, tombstones=tombstones)
     ex.run(stream, first_line=consumed, keep_going=keep_going, prefix=pending, progress=progress)
+    judge_deadlock(ex.result, compiled_view(ex.tables), prof, sleepers, ex.last_line + 1, ex.object_state)
     return ex.finish()
 
 

@@ -94,9 +94,7 @@ def counterexample_text(cx: Counterexample, trace_path: str | None = None) -> st
         out.append("  state:" if cx.waiting else "  state when it broke:")
         out += [f"        {o.describe()}" for o in cx.finding.objects]
     if trace_path:
-        how = ("replays with: dmaspec check " + trace_path if not cx.waiting else
-               f"trace: {trace_path} (replays clean up to the sleeping calls; dmaspec check --no-leaks)")
-        out.append(f"  {how}")
+        out.append(f"  replays with: dmaspec check {trace_path}")
     return "\n".join(out)
 
 

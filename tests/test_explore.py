@@ -196,3 +196,31 @@ def test_the_compiled_machine_explores_exactly_what_the_interpreter_does(cfg) ->
         reference.verdict, reference.states, reference.transitions, reference.depth_reached)
     assert [(c.rule, c.events, c.finding.key()) for c in fast.counterexamples] == [
         (c.rule, c.events, c.finding.key()) for c in reference.counterexamples]
+
+
+def _deadlock_trace(waiting: list[dict[str, object]], events: list[dict[str, object]]) -> bytes:
+    head = {"format": "dmaspec-trace", "version": 1, "partial": True, "source": {"waiting": waiting}}
+    return b"\n".join(json.dumps(x).encode() for x in [head, *events]) + b"\n"
+
+
+def test_a_trace_whose_sleepers_can_go_on_is_not_a_deadlock() -> None:
+    import io
+
+    from checker.api import check_stream
+
+    held = [{"op": "dma_resv_lock", "tid": 1, "args": {"obj": "A"}, "ret": 0}]
+    sleeper = [{"op": "dma_resv_lock", "tid": 2, "args": {"obj": "A"}}]
+    for engine in ("compiled", "interpreter"):
+        r = check_stream(io.BytesIO(_deadlock_trace(sleeper, held)), "t.jsonl", engine=engine)  # type: ignore[arg-type]
+        assert [(f.rule, f.line) for f in r.findings] == [("LOCK-DEADLOCK", 3)]
+        released = [*held, {"op": "dma_resv_unlock", "tid": 1, "args": {"obj": "A"}}]
+        r = check_stream(io.BytesIO(_deadlock_trace(sleeper, released)), "t.jsonl", engine=engine)  # type: ignore[arg-type]
+        assert r.findings == []
+
+
+def test_bad_waiting_calls_are_input_errors(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(_deadlock_trace([{"op": "dma_resv_lok", "tid": 2, "args": {}}], []))
+    assert main(["check", str(path)]) == 2
+    assert "t.jsonl:1: header: waiting call 1: unknown op 'dma_resv_lok'; did you mean dma_resv_lock?" in (
+        capsys.readouterr().err)

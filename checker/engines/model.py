@@ -33,13 +33,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
 
 from checker.core import Finding, ObjectState
 from checker.engines.interpreter import Interpreter, Row, evaluate
+from checker.sleeping import compiled_view
 from checker.trace import Event, select, validate
 from spec import SPEC
 from spec.lang import Action, Atomic, Config, EventKind, Get, Goto, Instr, Profile, Step, Value
@@ -404,28 +404,6 @@ class _Interpreted(_Machine):
         return sorted_rows(rows)
 
 
-class _RowView:
-    __slots__ = ("fields",)
-
-    def __init__(self, fields: dict[str, Value]) -> None:
-        self.fields = fields
-
-
-class _TableView:
-    __slots__ = ("rows", "names")
-
-    def __init__(self, rows: dict[Value, list[Any]], names: tuple[str, ...]) -> None:
-        self.rows = rows
-        self.names = names
-
-    def get(self, key: Value) -> _RowView | None:
-        r = self.rows.get(key)
-        return None if r is None else _RowView(dict(zip(self.names, r, strict=False)))
-
-    def __contains__(self, key: Value) -> bool:
-        return key in self.rows
-
-
 class _Compiled(_Machine):
     """The compiled executor's generated handlers (the fast path; held equal to the interpreter by tests)."""
 
@@ -438,7 +416,7 @@ class _Compiled(_Machine):
         self._keep: list[Event] = []  # the events whose ids key _structs
         self._width = {t: len(names) for t, names in _FIELDS.items()}
         self._indexed = {t.name: t.index for t in SPEC.tables if t.index is not None}
-        self.view = SimpleNamespace(tables={t: _TableView(ex.tables[t], names) for t, names in _FIELDS.items()})
+        self.view = compiled_view(ex.tables)
 
     def load(self, rows: Rows) -> None:
         ex = self.ex

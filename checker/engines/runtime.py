@@ -161,6 +161,10 @@ class CompiledExecutor:
         epoch = self._epoch()
         self.result.judge(rule, line, op, tid, tuple(self._state(t, k, epoch) for t, k in objs))
 
+    def object_state(self, table: str, key: Value) -> ObjectState:
+        """The object at ``key`` of ``table`` as a finding would show it."""
+        return self._state(table, key, self._epoch())
+
     def _state(self, table: str, key: Value, epoch: int) -> ObjectState:
         row = self.tables[table].get(key)
         names = self.field_names[table]
