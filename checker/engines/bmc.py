@@ -782,13 +782,16 @@ class _System:
         actor = self.model.actors[i]
         return validate(st.event(actor.tid, actor.pid, ret), f"config {self.model.config.name}", 0)
 
-    def move(self, i: int, pc: int, state: dict[Var, Z]) -> _Move:
+    def move(self, i: int, pc: int, state: dict[Var, Z], pcs: list[Z | int]) -> _Move:
         x = _Exec(self.lay, dict(state), self.active)
         actor = self.model.actors[i]
         enabled: BoolT = True
         ret: SV = _C(None)
         for n, st in enumerate(self.steps_at(i, pc)):
             gate: BoolT = True if n == 0 else _not(_or(*x.broken.values()))
+            for name, before in getattr(st, "after", ()):  # ordered after another actor's step
+                other = pcs[self.index[name]]
+                enabled = _and(enabled, _or(_not(gate), other > before))
             probe = self._event(i, st)
             action, _ = select(probe, self.profile)
             penv = _Env(probe, _C(None), {})
@@ -877,7 +880,7 @@ class _Unrolling:
             for pc in sorted(fr.pc_sets[i]):
                 if pc == NOT_STARTED or pc >= self.ends[i]:
                     continue
-                mv = self.sys.move(i, pc, fr.vars)
+                mv = self.sys.move(i, pc, fr.vars, fr.pcs)
                 fr.moves[(i, pc)] = mv
                 options.append(_and(self._at(fr.pcs[i], pc), mv.enabled))
             fr.enabled.append(_or(*options))
