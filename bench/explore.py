@@ -23,11 +23,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,36 +51,19 @@ def explicit_rows(cfg: Config) -> list[str]:
     return out
 
 
-def spin_row(cfg: Config, depth: int) -> str:
+def spin_row(cfg: Config) -> str:
     label = f"spin {cfg.name}"
     missing = [tool for tool in ("spin", "gcc") if shutil.which(tool) is None]
     if missing:
         return f"{label}: {' and '.join(missing)} not found; install with: sudo apt-get install {' '.join(missing)}"
-    try:
-        promela = importlib.import_module("checker.export.promela")
-    except ImportError:
-        return f"{label}: this dmaspec has no Promela export"
-    with tempfile.TemporaryDirectory() as tmp:
-        model = os.path.join(tmp, "model.pml")
-        with open(model, "w", encoding="utf-8") as f:
-            f.write(promela.promela(cfg))
-        t0 = time.perf_counter()
-        subprocess.run(["spin", "-a", "model.pml"], cwd=tmp, check=True, capture_output=True)
-        subprocess.run(["gcc", "-O2", "-DSAFETY", "-DNOREDUCE", "-o", "pan", "pan.c"], cwd=tmp, check=True,
-                       capture_output=True)
-        t1 = time.perf_counter()
-        run = subprocess.run(["./pan", f"-m{max(depth * 64, 10000)}"], cwd=tmp, capture_output=True, text=True,
-                             check=False)
-        t2 = time.perf_counter()
-    stored = re.search(r"([\d.e+]+) states, stored", run.stdout)
-    trans = re.search(r"([\d.e+]+) transitions", run.stdout)
-    secs = re.search(r"pan: elapsed time ([\d.e+-]+) seconds", run.stdout)
-    rate = re.search(r"pan: rate\s+([\d.e+]+) states/second", run.stdout)
-    states = int(float(stored.group(1))) if stored else 0
-    elapsed = float(secs.group(1)) if secs else t2 - t1
-    per_s = f"{float(rate.group(1)):,.0f}" if rate else (f"{states / elapsed:,.0f}" if elapsed else "-")
-    return _row(label + f" (build {t1 - t0:.1f} s)", f"{states:,}", f"{int(float(trans.group(1))):,}" if trans else "-",
-                f"{elapsed:.3f}", per_s)
+    from checker.export.promela import run_spin
+
+    t0 = time.perf_counter()
+    run = run_spin(cfg)
+    wall = time.perf_counter() - t0
+    rate = f"{run.states / run.seconds:,.0f}" if run.seconds > 0 else "-"
+    return _row(label + f" (wall {wall:.2f} s)", f"{run.states:,}", f"{run.transitions:,}", f"{run.seconds:.3f}",
+                rate) + ("  (depth bound cut the search)" if run.truncated else "")
 
 
 def bmc_rows(cfg: Config, depths: list[int], timeout: float) -> list[str]:
@@ -132,7 +112,7 @@ def main() -> int:
         cfg = config(name)
         for line in explicit_rows(cfg):
             print(line)
-        print(spin_row(cfg, cfg.depth))
+        print(spin_row(cfg))
     if args.scenarios:
         for s in SCENARIOS:
             for line in explicit_rows(s.config):

@@ -64,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="also look for unordered accesses to a buffer (Vetter's coherency model: barriers publish, "
                    "only fences, locks, fork and program order order); synchronisation the trace does not record "
                    "(V4L2 queues, binder, futexes) is not seen, so findings are warnings")
+    c.add_argument("--predict", action="store_true",
+                   help="also look for other orders of the same threads' events, which nothing recorded rules out, "
+                   "that break a rule (explored window by window; warnings, each with a witness trace)")
+    c.add_argument("--predict-window", type=int, default=12, metavar="N",
+                   help="--predict: events per window (half overlapping; default 12)")
+    c.add_argument("--predict-out", metavar="DIR", help="--predict: write each witness trace to DIR")
     c.add_argument("-q", "--quiet", action="store_true", help="findings and the summary only")
     r = sub.add_parser("rules", help="list the rules in force for a profile")
     r.add_argument("--profile", default="latest")
@@ -173,6 +179,13 @@ def _analyses(args: argparse.Namespace, path: str, result: Result, unobserved: f
         from checker.analysis import races
 
         extras.append(("races", races.analyze(path, unobserved=unobserved, fmt=args.fmt).result))
+    if args.predict:
+        from checker.analysis import predict
+
+        found = predict.analyze(path, window=args.predict_window, fmt=args.fmt, out_dir=args.predict_out,
+                                unobserved=unobserved)
+        assert found.result is not None
+        extras.append(("predict", found.result))
     for flag, extra in extras:
         result.findings = sorted(result.findings + extra.findings, key=lambda f: f.line)
         result.withheld.update(extra.withheld)
@@ -192,9 +205,12 @@ def _check(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"dmaspec: error: {e}", file=sys.stderr)
         return EXIT_INPUT
-    if (args.lock_order or args.races) and "-" in args.paths:
-        print("dmaspec: error: --lock-order and --races read the trace again: give a file, not standard input",
-              file=sys.stderr)
+    if (args.lock_order or args.races or args.predict) and "-" in args.paths:
+        print("dmaspec: error: --lock-order, --races and --predict read the trace again: give a file, not "
+              "standard input", file=sys.stderr)
+        return EXIT_INPUT
+    if args.predict_window < 2:
+        print("dmaspec: error: --predict-window must be 2 or more", file=sys.stderr)
         return EXIT_INPUT
     try:
         paths = expand_paths(args.paths)

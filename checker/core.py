@@ -71,6 +71,7 @@ class Finding:
     tid: int | None
     objects: tuple[ObjectState, ...]
     fingerprint: str = ""  # stable across runs: see fingerprints()
+    detail: str = ""  # what an analysis adds: a predicted schedule and where its witness trace is
 
     @property
     def related_lines(self) -> tuple[int, ...]:
@@ -110,7 +111,8 @@ class Result:
     def inconclusive(self) -> bool:
         return bool(self.withheld) or bool(self.errors)
 
-    def judge(self, rule: str, line: int, op: str, tid: int | None, states: tuple[ObjectState, ...]) -> None:
+    def judge(self, rule: str, line: int, op: str, tid: int | None, states: tuple[ObjectState, ...],
+              detail: str = "") -> None:
         """Record a broken rule: a finding, or not reported when the trace cannot prove it.
 
         A rule that depends on an op the trace does not record (``narrowed``)
@@ -131,7 +133,7 @@ class Result:
         base = f"{rule}\0{op}\0{os.path.basename(self.file)}\0{roles}\0{attrs}"
         self._fingerprint_counts[base] += 1
         fingerprint = hashlib.sha256(f"{base}\0{self._fingerprint_counts[base]}".encode()).hexdigest()[:24]
-        self.findings.append(Finding(rule, line, op, tid, states, fingerprint))
+        self.findings.append(Finding(rule, line, op, tid, states, fingerprint, detail))
 
 
 # Object fields that are the same from run to run (names, sizes, directions), unlike pointers and times.

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 import orjson
 
 from checker.core import Counterexample, Finding, ObjectState
-from checker.engines.interpreter import Interpreter
 from checker.engines.model import FIRST_LINE, Model, State, Transition, replay
 from checker.trace import FORMAT, FORMAT_VERSION, validate
 from spec.rules import LOCK_DEADLOCK
@@ -46,9 +45,10 @@ def build(model: Model, path: Sequence[Transition], rule: str, engine: str, *, e
     if rule == LOCK_DEADLOCK:
         assert end is not None
         finding = model.deadlock_finding(end, len(events) + FIRST_LINE)
-        waiting = tuple(model.step_event(i, end.pcs[i], None) for i, _ in model.waiting(end))
+        waiting = tuple(dict(st.event(model.actors[i].tid, model.actors[i].pid, None))
+                        for i, _, st in model.waiting(end))
     else:
-        it, findings = replay(model.profile, events)
+        it, findings = replay(model.profile, events, model.initial().rows)
         if end is not None:
             it.finish()
             findings = list(it.result.findings)
@@ -62,7 +62,7 @@ def build(model: Model, path: Sequence[Transition], rule: str, engine: str, *, e
 
 def _states(model: Model, events: tuple[dict[str, object], ...],
             finding: Finding) -> tuple[tuple[ObjectState, ...], ...]:
-    it = Interpreter(model.profile, "states")
+    it, _ = replay(model.profile, (), model.initial().rows)
     keys = [(o.table, o.key) for o in finding.objects]
     out = []
     for n, ev in enumerate(events, FIRST_LINE):

@@ -114,10 +114,12 @@ def verdict_line(r: Exploration) -> str:
         return f"VIOLATED in {where}: {rules}; {size}"
     if r.verdict == "holds":
         return f"no violation in any reachable state of {where}: every interleaving ran to its end; {size}"
+    if r.verdict == "bounded" and r.engine == "hypothesis":
+        return (f"no violation found in {where} by random schedules of up to {r.depth} moves (not a proof: "
+                f"other schedules were not tried); {size}")
     if r.verdict == "bounded":
-        what = "schedules tried" if r.engine == "hypothesis" else "every interleaving"
-        return (f"no violation up to depth {r.depth} in {where} ({what}; deeper states exist, so nothing is "
-                f"proved beyond it); {size}")
+        return (f"no violation up to depth {r.depth} in {where} (every interleaving; deeper states exist, so "
+                f"nothing is proved beyond it); {size}")
     return f"INCONCLUSIVE in {where}: nothing is proved; {size}"
 
 

@@ -107,6 +107,7 @@ def finding_text(f: Finding, result: Result, lines: dict[int, str], engine: str 
         out.append("  state when the rule broke:")
         for o in f.objects:
             out.append(f"    {o.describe()}")
+    out += [f"  {line}" for line in f.detail.splitlines()]
     out.append(_paint(f"  reproduce: {reproduce(result, engine)}", "dim", color) if color else
                f"  reproduce: {reproduce(result, engine)}")
     return "\n".join(out)
@@ -211,6 +212,7 @@ def as_json(results: list[Result], exit_status: int, errors: list[InputError], e
                              "state": dict(o.fields)} for o in f.objects],
                 "sources": [str(s) for s in _RULES[f.rule].sources],
                 "reproduce": reproduce(r, engine), "fingerprint": fp,
+                **({"detail": f.detail} if f.detail else {}),
             } for f, fp in zip(r.findings, fingerprints(r), strict=True)],
             "withheld": dict(r.withheld), "undecided": dict(r.undecided), "format": r.source_format,
             "ignored": dict(r.ignored), "gaps": r.gaps, "reused_handles": r.reused,

@@ -189,9 +189,12 @@ action("dma_buf_fd", CALL, (p("dmabuf"), p("flags", I, True)),
        returns=Returns.NUMBER, sleeps=True, source=src("dma_buf_fd"),
        doc="Installs the caller's reference in a new fd of the calling process; takes no reference.")
 
+# An fd the trace saw closed (and not opened again) gives -EBADF to any call that names it.
+FD_CLOSED = ((all_of(Exists("fd", Key((PID, Arg("fd")))), Not(live("fd", Key((PID, Arg("fd")))))),
+              Const(-K.EBADF)),)
 action("dma_buf_get", CALL, (p("fd", I),),
        [If(ok(), (*use("buffer", RET), inc("buffer", RET, "refs")))],
-       returns=Returns.HANDLE, source=src("dma_buf_get"))
+       returns=Returns.HANDLE, source=src("dma_buf_get"), outcomes=FD_CLOSED)
 
 action("get_dma_buf", CALL, (p("dmabuf"),), [*use("buffer", B), inc("buffer", B, "refs")],
        source=src("get_dma_buf", R.DMABUF_H))
@@ -621,8 +624,9 @@ def _dup(newkey: Expr, cloexec: Expr) -> list[Stmt]:
 
 action("close", SYSCALL, (p("fd", I),),
        [*_known_fd(), If(ne(RET, -K.EBADF), (Call("close_fd", (("fdkey", FDKEY),)),))],
-       returns=Returns.INT, source=Source("fs/open.c", "close_fd"))
-action("dup", SYSCALL, (p("fd", I),), _dup(Key((PID, RET)), Const(False)), returns=Returns.NUMBER)
+       returns=Returns.INT, source=Source("fs/open.c", "close_fd"), outcomes=FD_CLOSED)
+action("dup", SYSCALL, (p("fd", I),), _dup(Key((PID, RET)), Const(False)), returns=Returns.NUMBER,
+       outcomes=FD_CLOSED)
 action("dup2", SYSCALL, (p("fd", I), p("newfd", I)),
        [Stop(eq(FD, Arg("newfd"))), *_dup(Key((PID, Arg("newfd"))), Const(False))], returns=Returns.INT)
 action("dup3", SYSCALL, (p("fd", I), p("newfd", I), p("flags", I, True)),
@@ -729,9 +733,9 @@ MMAP_BODY: list[Stmt] = [
         inc("buffer", FDBUF, "mmaps"),
         inc("buffer", FDBUF, "refs"),
     ))]
-action("mmap", SYSCALL, MMAP_PARAMS, MMAP_BODY, returns=Returns.HANDLE, since=(3, 5),
+action("mmap", SYSCALL, MMAP_PARAMS, MMAP_BODY, returns=Returns.HANDLE, since=(3, 5), outcomes=FD_CLOSED,
        source=src("dma_buf_mmap_internal"), doc="The vma holds a reference to the dma-buf's file.")
-action("mmap", SYSCALL, MMAP_PARAMS, MMAP_BODY, returns=Returns.HANDLE, until=(3, 5),
+action("mmap", SYSCALL, MMAP_PARAMS, MMAP_BODY, returns=Returns.HANDLE, until=(3, 5), outcomes=FD_CLOSED,
        features=frozenset({"rfc2012"}), source=Source(R.SEED_RFC, "dma_buf_mmap"))
 action("munmap", SYSCALL, (p("addr"), p("length", I, True)),
        [Ignore(Not(all_of(Exists("vma", Key((PID, Arg("addr")))), live("vma", Key((PID, Arg("addr")))))),
@@ -748,7 +752,7 @@ IOCTL_PARAMS = (p("fd", I), p("cmd", ParamType.IOCTL), p("flags", I, True), p("n
 def ioctl(cmd: str | None, body: list[Stmt], **kw: object) -> None:
     when = eq(Arg("cmd"), cmd) if cmd else None
     action("ioctl", SYSCALL, IOCTL_PARAMS, [*_known_fd(), *use("buffer", FDBUF), *body], returns=Returns.INT,
-           when=when, **kw)  # type: ignore[arg-type]
+           when=when, outcomes=FD_CLOSED, **kw)  # type: ignore[arg-type]
 
 
 SYNC_VALID = all_of(eq(band(FLAGS, -8), 0), ne(band(FLAGS, K.SYNC_RW), 0))

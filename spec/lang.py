@@ -567,7 +567,10 @@ class Step:
     (``Action.outcomes``).  ``on`` jumps to a label of the actor's program
     when the call returns that value; ``label`` names the step.  ``spawns``
     starts actors that were waiting to be started (a thread or process this
-    call creates, or hands the object to).
+    call creates, or hands the object to).  ``after`` orders the step after
+    other actors' steps, each named by actor and instruction index (for
+    straight-line programs: what a recorded trace shows one thread's call
+    depends on, such as the call that made the handle it uses).
     """
 
     op: str
@@ -577,6 +580,7 @@ class Step:
     on: tuple[tuple[Value, str], ...] = ()
     label: str = ""
     spawns: tuple[str, ...] = ()
+    after: tuple[tuple[str, int], ...] = ()
 
     def event(self, tid: int, pid: int, ret: Value) -> dict[str, Value | dict[str, Value]]:
         """The canonical event this step is, made by thread ``tid`` of process ``pid``, returning ``ret``."""

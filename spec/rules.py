@@ -402,6 +402,19 @@ RACE_UNORDERED_ACCESS = _rule(
     "race unless a fence signal/wait, a reservation or mutex unlock/lock, fork or program order puts one's close "
     "before the other's open. Synchronisation the trace does not record (V4L2 queues, binder, futexes) is not seen.")
 
+PREDICT_REORDER = _rule(
+    "PREDICT-REORDER", "the same threads' events, in another order that nothing recorded rules out, break a rule",
+    W, ANY, Kind.ANALYSIS,
+    (S(SEED_MODEL, "", "concurrent operations yield garbage: only barriers, fences and locks order them"),
+     S(DMABUF_C, "dma_buf_put", "the last put releases the buffer, whichever thread makes it")),
+    catalog="REF-001, ATT-001, MAP-001",
+    explain="Found by `dmaspec check --predict`: within a window of events, each thread keeps its own order, a "
+    "call that uses a handle or fd runs after the call that made it, a forked process after its fork, a lock "
+    "is taken only when free, a fence wait returns only after the signal, and every call returns what it "
+    "returned in the recording. A schedule of the window that breaks a rule then is reported with the rule, "
+    "and written as a trace that `dmaspec check` replays to that rule. Synchronisation the trace does not "
+    "record (a futex, a pipe, a V4L2 queue) is not seen: a prediction is a warning.")
+
 # -- deadlock: decided by the explorers (checker.engines), which run calls rather than replay them ---------
 WW_MUTEX_H = "kernel/locking/ww_mutex.h"
 LOCK_DEADLOCK = _rule(

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("z3")
-
-from checker.cli import main  # noqa: E402
-from checker.core import Exploration  # noqa: E402
-from checker.counterexample import confirm  # noqa: E402
-from checker.engines import bmc  # noqa: E402
-from checker.engines.explorer import explore  # noqa: E402
-from spec.configs import SCENARIOS, config, scenario  # noqa: E402
-from spec.lang import Actor, Config, step  # noqa: E402
-from spec.rules import LOCK_DEADLOCK  # noqa: E402
+from checker.cli import main
+from checker.core import Exploration
+from checker.counterexample import confirm
+from checker.engines import bmc
+from checker.engines.explorer import explore
+from spec.configs import SCENARIOS, config, scenario
+from spec.lang import Actor, Config, step
+from spec.rules import LOCK_DEADLOCK
 
 DEPTH = 10  # modest: every scenario's expected counterexample is shorter; the whole module stays fast
 NAMES = ["tiny", "small", *(s.name for s in SCENARIOS)]

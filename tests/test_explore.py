@@ -224,3 +224,17 @@ def test_bad_waiting_calls_are_input_errors(tmp_path, capsys) -> None:  # type: 
     assert main(["check", str(path)]) == 2
     assert "t.jsonl:1: header: waiting call 1: unknown op 'dma_resv_lok'; did you mean dma_resv_lock?" in (
         capsys.readouterr().err)
+
+
+def test_a_deadlock_in_an_atomic_group_names_the_step_that_sleeps() -> None:
+    from dataclasses import replace
+
+    c = scenario("rfc-2012-prepare-multiple").config
+    p1 = c.actors[0]
+    # p1 never finishes its access to fd 3 (buffer A): p2's "prepare both" sleeps on A, its second step
+    program = tuple(s for s in p1.program if not (getattr(s, "op", "") == "ioctl" and dict(s.args).get("fd") == 3
+                                                   and dict(s.args).get("cmd") == "DMA_BUF_IOCTL_FINISH_ACCESS"))
+    r = explore(replace(c, actors=(replace(p1, program=program), c.actors[1])))
+    cx = next(x for x in r.counterexamples if x.rule == "LOCK-DEADLOCK")
+    assert [(e["tid"], e["args"]["fd"]) for e in cx.waiting] == [(20, 3)]
+    assert confirm(cx)

@@ -15,7 +15,7 @@ from checker.engines.explorer import explore as explicit
 from checker.engines.stateful import SpecMachine, explore
 from spec.configs import CONFIGS, SCENARIOS, config, scenario
 
-CI = settings(derandomize=True, max_examples=150, stateful_step_count=60, deadline=None, database=None,
+CI = settings(derandomize=True, max_examples=80, stateful_step_count=60, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
 VIOLATED = [s for s in SCENARIOS if s.expect]
 CLEAN = [s for s in SCENARIOS if not s.expect]

@@ -88,12 +88,15 @@ class _Search:
 
 def explore(config: Config, *, profile: Profile | None = None, depth: int | None = None, symmetry: bool = True,
             keep_graph: bool = False, progress: Progress | None = None, max_states: int | None = None,
-            machine: str = "compiled") -> Exploration:
+            machine: str = "compiled", model: Model | None = None, obligations: bool = True) -> Exploration:
     """Explore every interleaving of ``config`` up to ``depth`` moves (the configuration's own by default).
 
     ``machine`` runs each call on the compiled executor's handlers (fast) or on the reference interpreter.
+    ``model`` is a model of ``config`` made already (a recorded trace's, for prediction); without
+    ``obligations``, states where no actor can move are not judged (neither leaks nor deadlock: a window of a
+    recording ends where the recording goes on).
     """
-    model = Model(config, profile, machine=machine)
+    model = model or Model(config, profile, machine=machine)
     bound = config.depth if depth is None else depth
     sym = Symmetry(model) if symmetry and config.symmetric else None
     canon: Callable[[State], State] = sym.canonical if sym else (lambda s: s)
@@ -117,6 +120,8 @@ def explore(config: Config, *, profile: Profile | None = None, depth: int | None
             state = search.reps[key]
             moves = model.moves(state)
             if not moves:
+                if not obligations:
+                    continue
                 if model.finished(state):
                     for rule in model.end(state):
                         search.report(rule, key, end=state)

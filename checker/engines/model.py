@@ -95,8 +95,16 @@ def _sort_key(v: Value) -> str:
 class Model:
     """A configuration's transition system under one kernel profile."""
 
-    def __init__(self, config: Config, profile: Profile | None = None, *, machine: str = "compiled") -> None:
+    def __init__(self, config: Config, profile: Profile | None = None, *, machine: str = "compiled",
+                 recorded: bool = False, initial_rows: Rows = ()) -> None:
+        """``recorded``: the programs are a recorded trace's threads (``checker.analysis.predict``): their
+        callbacks and return values are recorded too, so the core's ``invokes`` add nothing, an ``outcome``
+        that contradicts the recorded return makes the move impossible in that state, and objects from
+        before the recording (adopted) are allowed, their findings withheld.  ``initial_rows``: the state
+        the recording's earlier events left."""
         self.config = config
+        self.recorded = recorded
+        self._initial_rows = initial_rows
         self.profile = profile or find_profile(config.profile)
         self.actors = config.actors
         self._programs: list[tuple[Instr, ...]] = [a.program for a in config.actors]
@@ -114,7 +122,8 @@ class Model:
     # -- the three questions -------------------------------------------------------------------------
 
     def initial(self) -> State:
-        return State(tuple(self._resolve(i, 0) if a.started else NOT_STARTED for i, a in enumerate(self.actors)), ())
+        pcs = tuple(self._resolve(i, 0) if a.started else NOT_STARTED for i, a in enumerate(self.actors))
+        return State(pcs, self._initial_rows)
 
     def moves(self, state: State) -> list[Transition]:
         """Every move an actor can make from ``state``, in actor order; none once a rule is broken."""
@@ -137,12 +146,27 @@ class Model:
         it.finish()
         return [f.rule for f in it.result.findings[findings_before:]]
 
-    def waiting(self, state: State) -> list[tuple[int, Step]]:
-        """The actors that have not finished, each with the call it sleeps in (all of them, in a deadlock)."""
+    def waiting(self, state: State) -> list[tuple[int, int, Step]]:
+        """The actors that have started and not finished, each with the call it sleeps in (in a deadlock, all
+        of them): ``(actor, n, step)``, ``n`` the step's place in an atomic group (the first one that sleeps
+        in ``state``), else 0."""
         out = []
+        view = None
         for i, pc in enumerate(state.pcs):
-            if NOT_STARTED < pc < len(self._programs[i]):
-                out.append((i, self._first_step(i, pc)))
+            if not NOT_STARTED < pc < len(self._programs[i]):
+                continue
+            instr = self._programs[i][pc]
+            n = 0
+            if isinstance(instr, Atomic):
+                if view is None:
+                    view = self._load(state)
+                for k in range(len(instr.steps)):
+                    action = self._call(i, pc, k).action
+                    if action is not None and action.waits is not None and evaluate(
+                            action.waits, self._event(i, pc, k, None), view):
+                        n = k
+                        break
+            out.append((i, n, self._step(i, pc, n)))
         return out
 
     def deadlocked(self, state: State) -> bool:
@@ -157,18 +181,22 @@ class Model:
         """The ``LOCK-DEADLOCK`` finding of a stuck state: the objects the sleeping calls wait on."""
         it = self._load(state)
         seen: dict[tuple[str, Value], ObjectState] = {}
-        for i, _ in self.waiting(state):
-            call = self._call(i, state.pcs[i], 0)
+        for i, n, _ in self.waiting(state):
+            call = self._call(i, state.pcs[i], n)
             if call.action is None or call.action.waits is None:
                 continue
-            event = self._event(i, state.pcs[i], 0, None)
+            event = self._event(i, state.pcs[i], n, None)
             for sub in walk_expr(call.action.waits):
                 if isinstance(sub, Get) and sub.table in ("resv", "fence", "buffer", "rfc_access"):
                     key = evaluate(sub.key, event, it)
                     if (sub.table, key) not in seen and key not in (None, ""):
                         seen[(sub.table, key)] = it.object_state(sub.table, key)
-        first = self.waiting(state)[0]
-        return Finding(LOCK_DEADLOCK, line, first[1].op, self.actors[first[0]].tid, tuple(seen.values()))
+        waiting = self.waiting(state)
+        if not waiting:
+            raise ConfigError(f"config {self.config.name}: no actor can move and none has started that could: "
+                              "a step that spawns them is never made")
+        i, _, st = waiting[0]
+        return Finding(LOCK_DEADLOCK, line, st.op, self.actors[i].tid, tuple(seen.values()))
 
     def step_event(self, i: int, pc: int, ret: Value) -> EventDict:
         actor = self.actors[i]
@@ -198,6 +226,9 @@ class Model:
         ret: Value = None
         for n, st in enumerate(steps):
             assert isinstance(st, Step)
+            for name, before in st.after:
+                if not state.pcs[self._index[name]] > before:
+                    return None  # what it depends on has not happened yet
             call = self._call(i, pc, n)
             probe = self._event(i, pc, n, None)
             action = call.action
@@ -209,6 +240,11 @@ class Model:
                     if evaluate(cond, probe, it):
                         ret = evaluate(decided, probe, it)
                         break
+                if self.recorded:
+                    if ret != st.ret:
+                        return None  # the kernel would have returned something else: not this schedule
+                    action = None  # its callbacks are recorded steps of their own
+            if action is not None:
                 for cb, cond in action.invokes:
                     if evaluate(cond, probe, it):
                         cb_raw, cb_event = self._callback(i, pc, n, cb)
@@ -237,6 +273,8 @@ class Model:
         return Transition(i, tuple(events), State(tuple(pcs), mach.dump()), tuple(broken))
 
     def _check(self, broken: list[str] | None, event: EventDict) -> list[str]:
+        if broken is None and self.recorded:
+            return []  # an object from before the recording: its findings are withheld
         if broken is None:
             raise ConfigError(f"config {self.config.name}: {event['op']} by thread {event['tid']} names an object no "
                               "step made; every object a program uses must be made by a step before it")
@@ -331,6 +369,10 @@ class Model:
 
     def _check_ops(self) -> None:
         for _, _, st in self.steps():
+            for name, _ in st.after:
+                if name not in self._index:
+                    raise ConfigError(f"config {self.config.name}: {st.op} runs after a step of {name!r}, which is "
+                                      "not an actor")
             for name in st.spawns:
                 if name not in self._index or self.actors[self._index[name]].started:
                     raise ConfigError(f"config {self.config.name}: {st.op} spawns {name!r}, which is not an actor "
@@ -468,9 +510,12 @@ class _Compiled(_Machine):
 FIRST_LINE = 2  # a counterexample's trace has its header on line 1
 
 
-def replay(profile: Profile, events: Iterable[EventDict]) -> tuple[Interpreter, list[Finding]]:
-    """Feed ``events`` to a fresh interpreter, numbered by their line in the written trace; its findings."""
+def replay(profile: Profile, events: Iterable[EventDict], rows: Rows = ()) -> tuple[Interpreter, list[Finding]]:
+    """Feed ``events`` to an interpreter holding ``rows`` (none: a fresh one), numbered by their line in the
+    written trace; its findings."""
     it = Interpreter(profile, "counterexample")
+    if rows:
+        _load_interpreter(it, rows)
     for n, ev in enumerate(events, FIRST_LINE):
         it.feed(validate(ev, it.file, n))
     return it, list(it.result.findings)

@@ -1,0 +1,264 @@
+"""Predictive analysis: schedules of a recorded trace's own threads that would break a rule.
+
+A trace in which nothing went wrong this time may still hold a race: thread A
+unmaps while thread B drops the last reference, and on another day B goes
+first.  This analysis slides a window over the trace (``window`` events,
+half overlapping) and, for each window with two or more threads, explores
+every order of the window's events that nothing recorded rules out, with the
+explicit-state explorer (``checker.engines.explorer``) over a model of the
+window (``checker.engines.model``, ``recorded=True``):
+
+- each thread keeps its own order;
+- a call that uses a handle (or an fd of its process) another thread's call
+  made runs after that call; a process's calls run after the fork that made it;
+- a lock is taken only when free, a fence wait returns only after the signal
+  (the spec's ``waits``), and every call must return what it returned in the
+  recording (an ``outcome`` that says otherwise rules the order out);
+- the state at the window's start is the one the earlier events left.
+
+A schedule that breaks a rule the recording does not break in that window is
+written as a *witness*: the trace's earlier events, then the window in the
+new order.  It is replayed through the compiled executor, and only a witness
+that gives the rule is reported (``PREDICT-REORDER``, a warning, at the line
+of the recorded event that breaks it in the witness), so an object from
+before the trace (whose state is a guess) never makes a prediction.
+
+What it does not see: synchronisation the trace does not record (futexes,
+pipes, V4L2 queues), so a prediction may be a schedule the program never
+allows; and races wider than a window.  It holds the trace in memory.
+
+Example
+-------
+>>> import json, os, tempfile
+>>> events = [
+...     {"op": "dma_buf_export", "tid": 1, "args": {"size": 4096}, "ret": "b1"},
+...     {"op": "dma_buf_attach", "tid": 1, "args": {"dmabuf": "b1"}, "ret": "a1"},
+...     {"op": "get_dma_buf", "tid": 1, "args": {"dmabuf": "b1"}},
+...     {"op": "dma_buf_detach", "tid": 2, "args": {"dmabuf": "b1", "attach": "a1"}},
+...     {"op": "dma_buf_put", "tid": 2, "args": {"dmabuf": "b1"}},
+...     {"op": "dma_buf_put", "tid": 1, "args": {"dmabuf": "b1"}}]
+>>> path = os.path.join(tempfile.mkdtemp(), "t.jsonl")
+>>> with open(path, "w") as f:
+...     _ = f.write("\\n".join(json.dumps(e) for e in events) + "\\n")
+>>> r = analyze(path, window=6)
+>>> [(f.rule, f.line, f.detail.split(" (")[0]) for f in r.result.findings]
+[('PREDICT-REORDER', 3, 'predicted: REF-USE-AFTER-RELEASE')]
+
+Thread 2's detach and put may run before thread 1's ``get_dma_buf`` (line 3):
+nothing recorded orders them, and then the put drops the last reference.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from checker.core import Counterexample, Result, new_result
+from checker.engines.explorer import explore
+from checker.engines.model import Model, Rows, sorted_rows
+from checker.engines.runtime import CompiledExecutor
+from checker.trace import FORMAT, FORMAT_VERSION, Event, Header
+from spec import SPEC
+from spec.lang import Actor, Config, EventKind, Kind, Returns, Step
+from spec.profiles import profile as find_profile
+from spec.rules import PREDICT_REORDER
+
+WINDOW = 12
+_RULES = {r.id: r for r in SPEC.rules}
+_HANDLE_RETURNS = {a.op for a in SPEC.actions if a.returns is Returns.HANDLE}
+_FD_MAKERS = {"dma_buf_fd", "dup", "dup2", "dup3", "fcntl", "fd_received"}
+_FORKS = {"fork", "vfork", "clone"}
+
+
+@dataclass
+class Prediction:
+    rule: str  # the rule the other schedule breaks
+    line: int  # the recorded line of the event that breaks it
+    window: tuple[int, int]  # first and last line of the window
+    counterexample: Counterexample
+    witness: bytes  # the witness trace
+    path: str = ""  # where it was written, if anywhere
+
+
+@dataclass
+class PredictResult:
+    file: str
+    profile: str
+    window: int
+    windows: int = 0  # windows explored (two threads or more)
+    states: int = 0
+    predictions: list[Prediction] = field(default_factory=list)
+    unconfirmed: int = 0  # schedules whose witness the executor did not replay to the rule (withheld objects)
+    result: Result | None = None
+
+
+def _raw(e: Event) -> dict[str, Any]:
+    out: dict[str, Any] = {"op": e.op}
+    if e.kind is not EventKind.CALL:
+        out["kind"] = e.kind.value
+    out.update({"tid": e.tid, "pid": e.pid})
+    if e.ctx is not None:
+        out["ctx"] = e.ctx
+    out["args"] = {k: v for k, v in e.args.items() if v is not None}
+    if e.ret is not None:
+        out["ret"] = e.ret
+    return out
+
+
+def _config(name: str, profile: str, events: list[Event]) -> tuple[Config, list[list[int]]]:
+    """The window as a configuration: one actor per thread, ordered by what the recording shows depends on what."""
+    tids = list(dict.fromkeys(e.tid for e in events))
+    index = {t: n for n, t in enumerate(tids)}
+    programs: list[list[Step]] = [[] for _ in tids]
+    lines: list[list[int]] = [[] for _ in tids]
+    made: dict[object, tuple[int, int]] = {}  # handle or (pid, fd) -> (actor, step) that made it
+    forked: dict[int, tuple[int, int]] = {}  # child pid -> the fork
+    for e in events:
+        a = index[e.tid]
+        after: set[tuple[str, int]] = set()
+        for v in e.args.values():
+            if isinstance(v, str) and v in made and made[v][0] != a:
+                after.add((f"t{tids[made[v][0]]}", made[v][1]))
+        fd = e.args.get("fd")
+        if isinstance(fd, int) and (e.pid, fd) in made and made[(e.pid, fd)][0] != a:
+            after.add((f"t{tids[made[(e.pid, fd)][0]]}", made[(e.pid, fd)][1]))
+        if not programs[a] and e.pid in forked and forked[e.pid][0] != a:
+            after.add((f"t{tids[forked[e.pid][0]]}", forked[e.pid][1]))
+        n = len(programs[a])
+        args = tuple((k, v) for k, v in e.args.items() if v is not None)
+        programs[a].append(Step(e.op, args, e.ret, e.kind, after=tuple(sorted(after))))
+        lines[a].append(e.line)
+        if isinstance(e.ret, str) and e.op in _HANDLE_RETURNS:
+            made[e.ret] = (a, n)
+        if e.op in _FD_MAKERS and isinstance(e.ret, int) and e.ret >= 0:
+            made[(e.pid, e.ret)] = (a, n)
+        if e.op == "fd_received" and isinstance(e.args.get("fd"), int):
+            made[(e.pid, e.args["fd"])] = (a, n)
+        if e.op in _FORKS and isinstance(e.ret, int) and e.ret > 0:
+            forked[e.ret] = (a, n)
+    pids = {e.tid: e.pid for e in events}
+    actors = tuple(Actor(f"t{t}", t, pids[t], tuple(programs[index[t]])) for t in tids)
+    return Config(name, profile, actors, f"a window of {len(events)} events", depth=len(events)), lines
+
+
+class _Prefix:
+    """The state the events before a window leave, kept by the compiled executor as the trace goes by."""
+
+    def __init__(self, profile: str, file: str) -> None:
+        self.ex = CompiledExecutor(find_profile(profile), file, check_leaks=False)
+        self.decode = self.ex.module.DECODER.decode
+        self.width = {t.name: len(t.fields) for t in SPEC.tables}
+
+    def feed(self, raw: dict[str, Any], line: int) -> None:
+        struct = self.decode(orjson.dumps(raw))
+        self.ex.handlers[struct.__class__](struct, line)
+
+    def rows(self) -> Rows:
+        out = []
+        for table, content in self.ex.tables.items():
+            n = self.width[table]
+            out += [(table, key, tuple(r[:n])) for key, r in content.items()]
+        return sorted_rows(out)
+
+
+def _witness(header: dict[str, Any], prefix: list[dict[str, Any]], cx: Counterexample) -> bytes:
+    lines = [orjson.dumps(header)] + [orjson.dumps(e) for e in prefix] + [orjson.dumps(e) for e in cx.events]
+    return b"\n".join(lines) + b"\n"
+
+
+def analyze(path: str, *, window: int = WINDOW, fmt: str | None = None, out_dir: str | None = None,
+            unobserved: Iterable[str] = ()) -> PredictResult:
+    """Predict rule-breaking schedules of the trace at ``path``; see the module docstring."""
+    from checker.analysis.common import read_events
+    from checker.api import check_stream
+
+    if window < 2:
+        raise ValueError("--predict-window must be 2 or more")
+    header = Header()
+    events: list[Event] = []
+    for item in read_events(path, fmt):
+        if isinstance(item, Header):
+            header = item
+        else:
+            events.append(item)
+    profile = header.profile or "latest"
+    hidden = frozenset(unobserved) | header.unobserved
+    out = PredictResult(path, profile, window)
+    result = new_result(path, find_profile(profile), hidden, False)
+    raws = [_raw(e) for e in events]
+    prefix = _Prefix(profile, path)
+    witness_header = {"format": FORMAT, "version": FORMAT_VERSION, "profile": profile, "unobserved": sorted(hidden),
+                      "partial": True}
+    seen: set[tuple[str, int]] = set()
+    step = max(1, window // 2)
+    fed = 0
+    already = _recorded(raws, witness_header)
+    for start in range(0, max(1, len(events) - 1), step):
+        chunk = events[start:start + window]
+        while fed < start:
+            prefix.feed(raws[fed], events[fed].line)
+            fed += 1
+        if len({e.tid for e in chunk}) < 2:
+            continue
+        config, lines = _config(f"{os.path.basename(path)}:{chunk[0].line}", profile, chunk)
+        model = Model(config, recorded=True, initial_rows=prefix.rows())
+        exploration = explore(config, model=model, obligations=False, symmetry=False)
+        out.windows += 1
+        out.states += exploration.states
+        recorded = {rule for rule, n in already if start <= n < start + len(chunk)}
+        for cx in exploration.counterexamples:
+            rule = _RULES[cx.rule]
+            if rule.kind is not Kind.GUARD or cx.rule in recorded:
+                continue
+            witness = _witness({**witness_header, "source": {"tool": "dmaspec check --predict", "trace": path,
+                                                             "window": [chunk[0].line, chunk[-1].line],
+                                                             "schedule": list(cx.schedule)}},
+                               raws[:start], cx)
+            check = check_stream(io.BytesIO(witness), "witness.jsonl", check_leaks=False)
+            hit = [f for f in check.findings if f.rule == cx.rule and f.line > start + 1]
+            if not hit:
+                out.unconfirmed += 1
+                continue
+            # the recorded line of the event that breaks the rule in the witness
+            k = hit[0].line - 2 - start  # index into the reordered window
+            who = cx.schedule[k]
+            nth = sum(1 for w in cx.schedule[:k] if w == who)
+            line = lines[[a.name for a in config.actors].index(who)][nth]
+            key = (cx.rule, line)
+            if key in seen:
+                continue
+            seen.add(key)
+            pred = Prediction(cx.rule, line, (chunk[0].line, chunk[-1].line), cx, witness)
+            if out_dir is not None:
+                os.makedirs(out_dir, exist_ok=True)
+                pred.path = os.path.join(out_dir, f"{os.path.basename(path)}.predict.{line}.{cx.rule}.jsonl")
+                with open(pred.path, "wb") as f:
+                    f.write(witness)
+            out.predictions.append(pred)
+            order = ", ".join(str(lines[[a.name for a in config.actors].index(w)][
+                sum(1 for x in cx.schedule[:n] if x == w)]) for n, w in enumerate(cx.schedule))
+            detail = (f"predicted: {cx.rule} ({_RULES[cx.rule].message}) if the events of lines "
+                      f"{chunk[0].line}-{chunk[-1].line} run in the order {order}\n"
+                      + (f"witness: {pred.path} (dmaspec check replays it to {cx.rule})" if pred.path else
+                         "witness: write it with --predict-out DIR"))
+            result.judge(PREDICT_REORDER, line, hit[0].op, hit[0].tid, hit[0].objects, detail)
+    result.findings.sort(key=lambda f: f.line)
+    out.result = result
+    return out
+
+
+def _recorded(raws: list[dict[str, Any]], header: dict[str, Any]) -> list[tuple[str, int]]:
+    """What the recording itself breaks, as (rule, event index): findings already, not predictions."""
+    from checker.api import check_stream
+
+    data = b"\n".join([orjson.dumps(header)] + [orjson.dumps(e) for e in raws]) + b"\n"
+    check = check_stream(io.BytesIO(data), "recorded.jsonl", check_leaks=False)
+    return [(f.rule, f.line - 2) for f in check.findings]
+
+
+__all__ = ["WINDOW", "PredictResult", "Prediction", "analyze"]
