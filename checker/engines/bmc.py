@@ -82,7 +82,6 @@ from spec.lang import (
     Expr,
     ForEach,
     Get,
-    Goto,
     If,
     Ignore,
     In,
@@ -747,20 +746,9 @@ class _System:
         self.profile: Profile = model.profile
         self.active = frozenset(r.id for r in SPEC.rules if self.profile.admits_rule(r))
         self.programs = [a.program for a in model.actors]
-        self.labels = [{ins.label: pc for pc, ins in enumerate(p) if isinstance(ins, (Step, Atomic)) and ins.label}
-                       for p in self.programs]
+        self.labels = model.labels  # the model resolves labels and gotos: one reading of a program
+        self.resolve = model.resolve
         self.index = {a.name: i for i, a in enumerate(model.actors)}
-
-    def resolve(self, i: int, pc: int) -> int:
-        program = self.programs[i]
-        for _ in range(len(program) + 1):
-            if pc >= len(program):
-                return len(program)
-            instr = program[pc]
-            if not isinstance(instr, Goto):
-                return pc
-            pc = self.labels[i][instr.label]
-        raise EncodingError(f"actor {self.model.actors[i].name}: its gotos loop without making a call")
 
     def steps_at(self, i: int, pc: int) -> tuple[Step, ...]:
         instr = self.programs[i][pc]

@@ -108,7 +108,7 @@ class Model:
         self.profile = profile or find_profile(config.profile)
         self.actors = config.actors
         self._programs: list[tuple[Instr, ...]] = [a.program for a in config.actors]
-        self._labels: list[dict[str, int]] = [self._label_table(a.name, a.program) for a in config.actors]
+        self.labels: list[dict[str, int]] = [self._label_table(a.name, a.program) for a in config.actors]
         self._calls: dict[tuple[int, int, int], _Call] = {}
         self._events: dict[tuple[int, int, int, Value], Event] = {}
         self._callbacks: dict[tuple[int, int, int, str], tuple[EventDict, Event]] = {}
@@ -122,7 +122,7 @@ class Model:
     # -- the three questions -------------------------------------------------------------------------
 
     def initial(self) -> State:
-        pcs = tuple(self._resolve(i, 0) if a.started else NOT_STARTED for i, a in enumerate(self.actors))
+        pcs = tuple(self.resolve(i, 0) if a.started else NOT_STARTED for i, a in enumerate(self.actors))
         return State(pcs, self._initial_rows)
 
     def moves(self, state: State) -> list[Transition]:
@@ -260,16 +260,16 @@ class Model:
         assert isinstance(last, Step)
         for value, label in last.on:
             if ret == value:
-                nxt = self._labels[i][label]
+                nxt = self.labels[i][label]
                 break
         pcs = list(state.pcs)
-        pcs[i] = self._resolve(i, nxt)
+        pcs[i] = self.resolve(i, nxt)
         for st in steps:
             assert isinstance(st, Step)
             for name in st.spawns:
                 j = self._index[name]
                 if pcs[j] == NOT_STARTED:
-                    pcs[j] = self._resolve(j, 0)
+                    pcs[j] = self.resolve(j, 0)
         return Transition(i, tuple(events), State(tuple(pcs), mach.dump()), tuple(broken))
 
     def _check(self, broken: list[str] | None, event: EventDict) -> list[str]:
@@ -319,7 +319,7 @@ class Model:
                     raise ConfigError(f"actor {actor}: no step is labelled {t!r}")
         return labels
 
-    def _resolve(self, i: int, pc: int) -> int:
+    def resolve(self, i: int, pc: int) -> int:
         """The pc of the next call at or after ``pc``, following gotos."""
         program = self._programs[i]
         for _ in range(len(program) + 1):
@@ -328,7 +328,7 @@ class Model:
             instr = program[pc]
             if not isinstance(instr, Goto):
                 return pc
-            pc = self._labels[i][instr.label]
+            pc = self.labels[i][instr.label]
         raise ConfigError(f"actor {self.actors[i].name}: its gotos loop without making a call")
 
     def _first_step(self, i: int, pc: int) -> Step:
