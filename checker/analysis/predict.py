@@ -64,15 +64,29 @@ from checker.engines.model import Model, Rows, sorted_rows
 from checker.engines.runtime import CompiledExecutor
 from checker.trace import FORMAT, FORMAT_VERSION, Event, Header
 from spec import SPEC
-from spec.lang import Actor, Config, EventKind, Kind, Returns, Step
+from spec.lang import Actor, Call, Config, EventKind, ForEach, If, Kind, Returns, Step, Stmt
 from spec.profiles import profile as find_profile
 from spec.rules import PREDICT_REORDER
 
 WINDOW = 12
 _RULES = {r.id: r for r in SPEC.rules}
 _HANDLE_RETURNS = {a.op for a in SPEC.actions if a.returns is Returns.HANDLE}
-_FD_MAKERS = {"dma_buf_fd", "dup", "dup2", "dup3", "fcntl", "fd_received"}
-_FORKS = {"fork", "vfork", "clone"}
+_FORKS = {"fork", "vfork", "clone"}  # their return is the new process
+
+
+def _installs_fd(stmts: tuple[Stmt, ...]) -> bool:
+    for s in stmts:
+        if isinstance(s, Call) and s.name == "install_fd":
+            return True
+        if isinstance(s, If) and (_installs_fd(s.then) or _installs_fd(s.orelse)):
+            return True
+        if isinstance(s, ForEach) and _installs_fd(s.body):
+            return True
+    return False
+
+
+# the ops that make an fd of the calling process (the spec's install_fd): its number is their return
+_FD_MAKERS = {a.op for a in SPEC.actions if _installs_fd(a.body)} - _FORKS
 
 
 @dataclass
