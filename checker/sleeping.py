@@ -81,23 +81,28 @@ def waiting_calls(source: dict[str, Any], file: str) -> list[Event]:
     return out
 
 
-def judge_deadlock(result: Result, machine: Any, profile: Profile, calls: list[Event], line: int,
-                   state_of: Callable[[str, Value], ObjectState]) -> None:
-    """Report ``LOCK-DEADLOCK`` at ``line`` when every call in ``calls`` would sleep in ``machine``'s state."""
-    if not calls:
-        return
+def deadlock(machine: Any, profile: Profile, calls: list[Event],
+             state_of: Callable[[str, Value], ObjectState]) -> tuple[ObjectState, ...] | None:
+    """The objects ``calls`` sleep on, when every one of them would sleep in ``machine``'s state; else None."""
     objects: dict[tuple[str, Value], ObjectState] = {}
     for event in calls:
         action, _ = select(event, profile)
         if action is None or action.waits is None or not evaluate(action.waits, event, machine):
-            return  # this one could go on: no deadlock is proved
+            return None  # this one could go on: no deadlock is proved
         for sub in walk_expr(action.waits):
             if isinstance(sub, Get) and sub.table in WAITED_ON:
                 key = evaluate(sub.key, event, machine)
                 if key not in (None, "") and (sub.table, key) not in objects:
                     objects[(sub.table, key)] = state_of(sub.table, key)
-    first = calls[0]
-    result.judge(LOCK_DEADLOCK, line, first.op, first.tid, tuple(objects.values()))
+    return tuple(objects.values())
 
 
-__all__ = ["compiled_view", "judge_deadlock", "waiting_calls"]
+def judge_deadlock(result: Result, machine: Any, profile: Profile, calls: list[Event], line: int,
+                   state_of: Callable[[str, Value], ObjectState]) -> None:
+    """Report ``LOCK-DEADLOCK`` at ``line`` when every call in ``calls`` would sleep in ``machine``'s state."""
+    objects = deadlock(machine, profile, calls, state_of) if calls else None
+    if objects is not None:
+        result.judge(LOCK_DEADLOCK, line, calls[0].op, calls[0].tid, objects)
+
+
+__all__ = ["compiled_view", "deadlock", "judge_deadlock", "waiting_calls"]

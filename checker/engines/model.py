@@ -37,13 +37,12 @@ from typing import Any
 
 import orjson
 
-from checker.core import Finding, ObjectState
+from checker.core import Finding
 from checker.engines.interpreter import Interpreter, Row, evaluate
-from checker.sleeping import compiled_view
+from checker.sleeping import compiled_view, deadlock
 from checker.trace import Event, select, validate
 from spec import SPEC
-from spec.lang import Action, Atomic, Config, EventKind, Get, Goto, Instr, Profile, Step, Value
-from spec.lint import walk_expr
+from spec.lang import Action, Atomic, Config, EventKind, Goto, Instr, Profile, Step, Value
 from spec.profiles import profile as find_profile
 from spec.rules import LOCK_DEADLOCK
 
@@ -179,24 +178,15 @@ class Model:
 
     def deadlock_finding(self, state: State, line: int) -> Finding:
         """The ``LOCK-DEADLOCK`` finding of a stuck state: the objects the sleeping calls wait on."""
-        it = self._load(state)
-        seen: dict[tuple[str, Value], ObjectState] = {}
-        for i, n, _ in self.waiting(state):
-            call = self._call(i, state.pcs[i], n)
-            if call.action is None or call.action.waits is None:
-                continue
-            event = self._event(i, state.pcs[i], n, None)
-            for sub in walk_expr(call.action.waits):
-                if isinstance(sub, Get) and sub.table in ("resv", "fence", "buffer", "rfc_access"):
-                    key = evaluate(sub.key, event, it)
-                    if (sub.table, key) not in seen and key not in (None, ""):
-                        seen[(sub.table, key)] = it.object_state(sub.table, key)
         waiting = self.waiting(state)
         if not waiting:
             raise ConfigError(f"config {self.config.name}: no actor can move and none has started that could: "
                               "a step that spawns them is never made")
+        it = self._load(state)
+        calls = [self._event(i, state.pcs[i], n, None) for i, n, _ in waiting]
+        objects = deadlock(it, self.profile, calls, it.object_state)  # None: some wait on a step (``after``)
         i, _, st = waiting[0]
-        return Finding(LOCK_DEADLOCK, line, st.op, self.actors[i].tid, tuple(seen.values()))
+        return Finding(LOCK_DEADLOCK, line, st.op, self.actors[i].tid, objects or ())
 
     def step_event(self, i: int, pc: int, ret: Value) -> EventDict:
         actor = self.actors[i]
@@ -297,9 +287,6 @@ class Model:
         """The reference interpreter, holding ``state`` (for end obligations and what reports show)."""
         _load_interpreter(self._it, state.rows)
         return self._it
-
-    def object_state(self, state: State, table: str, key: Value) -> ObjectState:
-        return self._load(state).object_state(table, key)
 
     # -- programs --------------------------------------------------------------------------------------------
 
