@@ -45,8 +45,8 @@ def _value(ptype: ParamType) -> st.SearchStrategy[object]:
         ParamType.STR: st.sampled_from(["gpu", "vivid", "F_SETFD"]),
         ParamType.DIRECTION: st.sampled_from([0, 1, 2, "DMA_TO_DEVICE", "DMA_FROM_DEVICE"]),
         ParamType.IOCTL: st.sampled_from(sorted(K.IOCTLS) + [0x1234]),
-        ParamType.WHENCE: st.sampled_from(["SEEK_SET", "SEEK_END", "SEEK_CUR"]),
-        ParamType.ACCESS: st.sampled_from(["read", "write", "rw"]),
+        ParamType.WHENCE: st.sampled_from(["SEEK_SET", "SEEK_END", "SEEK_CUR", 0, 1, 2, 7]),
+        ParamType.ACCESS: st.sampled_from(["read", "write", "rw", 1, 2, 3, 4]),  # numbers too, as the spec reads
         ParamType.FCNTL: st.sampled_from(["F_SETFD", "F_DUPFD", "F_DUPFD_CLOEXEC", "F_GETFL"]),
     }[ptype]
 

@@ -75,7 +75,7 @@ _CMP = {CmpOp.EQ: "==", CmpOp.NE: "!=", CmpOp.LT: "<", CmpOp.LE: "<=", CmpOp.GT:
 _ARITH = {ArithOp.ADD: "+", ArithOp.SUB: "-", ArithOp.BITAND: "&", ArithOp.BITOR: "|", ArithOp.FLOORDIV: "//"}
 _PY_TYPES = {ParamType.HANDLE: "int | str", ParamType.INT: "int", ParamType.STR: "str",
              ParamType.DIRECTION: "int | str", ParamType.IOCTL: "int | str", ParamType.WHENCE: "int | str",
-             ParamType.ACCESS: "str", ParamType.FCNTL: "int | str"}
+             ParamType.ACCESS: "int | str", ParamType.FCNTL: "int | str"}
 
 
 def _canonical(obj: object) -> str:
