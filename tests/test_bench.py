@@ -17,6 +17,14 @@ def test_replay_benchmark_quick_run_checks_its_trace_clean() -> None:
     assert "ftrace text (kprobe events), check_file()" in r.stdout
 
 
+def test_analysis_benchmark_quick_run_prints_every_analysis() -> None:
+    r = subprocess.run([sys.executable, "bench/analysis.py", "--quick"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "lock-order graph (--lock-order)" in r.stdout and "coherency races (--races)" in r.stdout
+    assert "predictive analysis (--predict)" in r.stdout and "window" in r.stdout
+
+
 def test_fuzz_benchmark_runs_and_reports() -> None:
     """bench/fuzz.py fuzzes every format and prints its rate; a failure it finds comes with a reproducer."""
     r = subprocess.run([sys.executable, "bench/fuzz.py", "--examples", "20", "--kind", "bytes", "--kind", "edits"],

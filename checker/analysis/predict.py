@@ -64,7 +64,7 @@ from checker.engines.model import Model, Rows, sorted_rows
 from checker.engines.runtime import CompiledExecutor
 from checker.trace import FORMAT, FORMAT_VERSION, Event, Header
 from spec import SPEC
-from spec.lang import Actor, Call, Config, EventKind, ForEach, If, Kind, Returns, Step, Stmt
+from spec.lang import Actor, Call, Config, EventKind, ForEach, If, Kind, Returns, Step, Stmt, Value
 from spec.profiles import profile as find_profile
 from spec.rules import PREDICT_REORDER
 
@@ -172,12 +172,30 @@ class _Prefix:
         struct = self.decode(orjson.dumps(raw))
         self.ex.handlers[struct.__class__](struct, line)
 
-    def rows(self) -> Rows:
-        out = []
-        for table, content in self.ex.tables.items():
-            n = self.width[table]
-            out += [(table, key, tuple(r[:n])) for key, r in content.items()]
-        return sorted_rows(out)
+    def rows(self, events: list[Event]) -> Rows:
+        """The rows the window's ``events`` can reach: those keyed by a handle, thread or process they name,
+        and, through the handles those rows hold, theirs (an attachment's buffer, a buffer's reservation
+        object), to a fixpoint.  Every move copies the state, so the rest (other buffers, the tombstones the
+        executor remembers) would only cost time; a prediction is confirmed on the whole trace anyway."""
+        names: set[object] = set()
+        for e in events:
+            names.update(v for v in (*e.args.values(), e.ret) if isinstance(v, str))
+            names.update((e.tid, e.pid))
+        picked: dict[tuple[str, object], tuple[Value, ...]] = {}
+        grew = True
+        while grew:
+            grew = False
+            for table, content in self.ex.tables.items():
+                n = self.width[table]
+                for key, r in content.items():
+                    if (table, key) in picked:
+                        continue
+                    parts = key if isinstance(key, tuple) else (key,)
+                    if any(p in names for p in parts):
+                        picked[(table, key)] = tuple(r[:n])
+                        names.update(v for v in r[:n] if isinstance(v, str) and v)
+                        grew = True
+        return sorted_rows([(t, k, v) for (t, k), v in picked.items()])  # type: ignore[misc]
 
 
 def _witness(header: dict[str, Any], prefix: list[dict[str, Any]], cx: Counterexample) -> bytes:
@@ -220,7 +238,7 @@ def analyze(path: str, *, window: int = WINDOW, fmt: str | None = None, out_dir:
         if len({e.tid for e in chunk}) < 2:
             continue
         config, lines = _config(f"{os.path.basename(path)}:{chunk[0].line}", profile, chunk)
-        model = Model(config, recorded=True, initial_rows=prefix.rows())
+        model = Model(config, recorded=True, initial_rows=prefix.rows(chunk))
         exploration = explore(config, model=model, obligations=False, symmetry=False)
         out.windows += 1
         out.states += exploration.states

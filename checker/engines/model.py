@@ -112,7 +112,7 @@ class Model:
         self._events: dict[tuple[int, int, int, Value], Event] = {}
         self._callbacks: dict[tuple[int, int, int, str], tuple[EventDict, Event]] = {}
         self._it = Interpreter(self.profile, f"config {config.name}", tombstones=1 << 30)
-        self._machine: _Machine = _Compiled(self.profile) if machine == "compiled" else _Interpreted(self._it)
+        self._machine: _Machine = _compiled(self.profile) if machine == "compiled" else _Interpreted(self._it)
         self._index = {a.name: i for i, a in enumerate(config.actors)}
         if len(self._index) != len(config.actors):
             raise ConfigError(f"config {config.name}: two actors have the same name")
@@ -431,6 +431,17 @@ class _Interpreted(_Machine):
             for key, row in content.items():
                 rows.append((table, key, tuple(row.fields[n] for n in names)))
         return sorted_rows(rows)
+
+
+_MACHINES: dict[Profile, _Compiled] = {}
+
+
+def _compiled(profile: Profile) -> _Compiled:
+    """One compiled machine per profile: a move loads its whole state, so models can share it."""
+    machine = _MACHINES.get(profile)
+    if machine is None:
+        machine = _MACHINES[profile] = _Compiled(profile)
+    return machine
 
 
 class _Compiled(_Machine):
