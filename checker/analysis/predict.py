@@ -64,7 +64,8 @@ from checker.engines.model import Model, Rows, sorted_rows
 from checker.engines.runtime import CompiledExecutor
 from checker.trace import FORMAT, FORMAT_VERSION, Event, Header
 from spec import SPEC
-from spec.lang import Actor, Call, Config, EventKind, ForEach, If, Kind, Returns, Step, Stmt, Value
+from spec.lang import Actor, Call, Config, EventKind, Kind, Returns, Step, Stmt, Value
+from spec.lint import walk_stmts
 from spec.profiles import profile as find_profile
 from spec.rules import PREDICT_REORDER
 
@@ -75,14 +76,7 @@ _FORKS = {"fork", "vfork", "clone"}  # their return is the new process
 
 
 def _installs_fd(stmts: tuple[Stmt, ...]) -> bool:
-    for s in stmts:
-        if isinstance(s, Call) and s.name == "install_fd":
-            return True
-        if isinstance(s, If) and (_installs_fd(s.then) or _installs_fd(s.orelse)):
-            return True
-        if isinstance(s, ForEach) and _installs_fd(s.body):
-            return True
-    return False
+    return any(isinstance(s, Call) and s.name == "install_fd" for s in walk_stmts(stmts))
 
 
 # the ops that make an fd of the calling process (the spec's install_fd): its number is their return

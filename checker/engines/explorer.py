@@ -39,16 +39,14 @@ from spec.lang import (
     Create,
     EventField,
     Exists,
-    ForEach,
     Get,
-    If,
     Key,
     Profile,
     Stmt,
     Update,
     Value,
 )
-from spec.lint import stmt_exprs, walk_expr
+from spec.lint import stmt_exprs, walk_expr, walk_stmts
 from spec.rules import LOCK_DEADLOCK
 
 Progress = Callable[[int, int, int], None]
@@ -245,7 +243,7 @@ def _tid_slots() -> tuple[frozenset[tuple[str, str]], frozenset[tuple[str, int |
     tid = EventField("tid")
 
     def visit(stmts: tuple[Stmt, ...]) -> None:
-        for s in stmts:
+        for s in walk_stmts(stmts):
             if isinstance(s, (Update,)) and s.value == tid:
                 fields.add((s.table, s.name))
             if isinstance(s, Create):
@@ -256,11 +254,6 @@ def _tid_slots() -> tuple[frozenset[tuple[str, str]], frozenset[tuple[str, int |
                 for sub in walk_expr(e):
                     if isinstance(sub, (Get, Exists)):
                         _key(sub.table, sub.key)
-            if isinstance(s, If):
-                visit(s.then)
-                visit(s.orelse)
-            elif isinstance(s, ForEach):
-                visit(s.body)
 
     def _key(table: str, key: object) -> None:
         if key == tid:

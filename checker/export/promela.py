@@ -57,7 +57,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from checker.engines.model import Model
@@ -111,6 +110,7 @@ from spec.lang import (
     Update,
     Value,
 )
+from spec.lint import walk_stmts
 from spec.profiles import profile as find_profile
 from spec.rules import LOCK_DEADLOCK
 
@@ -449,7 +449,7 @@ def _paren(t: str) -> str:
 
 def _halts(stmts: tuple[Stmt, ...], seen: frozenset[str] = frozenset()) -> bool:
     """Whether running ``stmts`` may stop the action (abort, Stop, Ignore), procedures included."""
-    for s in _walk(stmts):
+    for s in walk_stmts(stmts):
         if isinstance(s, (Stop, Ignore)) or isinstance(s, Require) and s.abort:
             return True
         if isinstance(s, Call) and s.name not in seen and _halts(_PROCS[s.name].body, seen | {s.name}):
@@ -458,22 +458,12 @@ def _halts(stmts: tuple[Stmt, ...], seen: frozenset[str] = frozenset()) -> bool:
 
 
 def _writes(stmts: tuple[Stmt, ...], table: str, seen: frozenset[str] = frozenset()) -> bool:
-    for s in _walk(stmts):
+    for s in walk_stmts(stmts):
         if isinstance(s, (Create, Adopt, Update)) and s.table == table:
             return True
         if isinstance(s, Call) and s.name not in seen and _writes(_PROCS[s.name].body, table, seen | {s.name}):
             return True
     return False
-
-
-def _walk(stmts: tuple[Stmt, ...]) -> Iterator[Stmt]:
-    for s in stmts:
-        yield s
-        if isinstance(s, If):
-            yield from _walk(s.then)
-            yield from _walk(s.orelse)
-        elif isinstance(s, ForEach):
-            yield from _walk(s.body)
 
 
 # -- the emitting lowering: statements into the body of a d_step -------------------------------------------
