@@ -1,7 +1,8 @@
 """The ``dmaspec`` command: the only module that prints.
 
 Exit status: 0 clean, 1 findings, 2 bad input or usage, 3 inconclusive
-(findings withheld because the trace has gaps or cannot see what a rule needs).
+(findings withheld because the trace has gaps or cannot see what a rule needs),
+4 the lab itself failed (``dmaspec lab``: no kernel, the VM did not finish).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import IO, NoReturn, cast
 from checker import baseline, report
 from checker.api import check_file
 from checker.core import InputError, Result
+from checker.lab import cli as lab_cli
 from checker.trace import OPS_BY_NAME, expand_paths, open_binary
 from spec import SPEC
 from spec import profile as find_profile
@@ -39,38 +41,7 @@ def _parser() -> argparse.ArgumentParser:
                        "directories, '-' for stdin and .gz accepted). Exit 0 clean, 1 findings, 2 bad input, "
                        "3 inconclusive.")
     c.add_argument("paths", nargs="+", metavar="PATH")
-    c.add_argument("--profile", help="kernel profile (rfc-2012, 3.5, 4.6, 5.7, 6.2, latest, or a version such as "
-                   "6.1); default: the trace header's, else latest")
-    c.add_argument("--from", dest="fmt", choices=("dmaspec", "ftrace", "strace"),
-                   help="the traces' format, instead of recognising it (dmaspec: canonical JSON Lines)")
-    c.add_argument("--engine", choices=("compiled", "interpreter"), default="compiled",
-                   help="compiled (fast, default) or the reference interpreter")
-    c.add_argument("--format", choices=FORMATS, default="text", help="the report on standard output")
-    c.add_argument("--output", action="append", default=[], metavar="FORMAT=FILE",
-                   help="also write a report to FILE (repeatable), e.g. --output sarif=dmaspec.sarif "
-                   "--output html=report.html")
-    c.add_argument("--junit-per-rule", action="store_true", help="JUnit: one test case per trace and rule")
-    c.add_argument("--baseline", metavar="FILE", help="report only findings not recorded in FILE")
-    c.add_argument("--write-baseline", metavar="FILE", help="record every finding's fingerprint in FILE")
-    c.add_argument("--keep-going", action="store_true", help="report bad lines and check the rest of the file")
-    c.add_argument("--no-leaks", action="store_true", help="do not check end-of-trace obligations (the trace stops "
-                   "before the program's end)")
-    c.add_argument("--unobserved", default="", metavar="OPS",
-                   help="comma-separated ops the recorder cannot see; rules that depend on them are withheld")
-    c.add_argument("--lock-order", action="store_true",
-                   help="also look for potential deadlocks: lock-order cycles across threads and inversions of the "
-                   "kernel's primed lock order (a second pass over the trace)")
-    c.add_argument("--races", action="store_true",
-                   help="also look for unordered accesses to a buffer (Vetter's coherency model: barriers publish, "
-                   "only fences, locks, fork and program order order); synchronisation the trace does not record "
-                   "(V4L2 queues, binder, futexes) is not seen, so findings are warnings")
-    c.add_argument("--predict", action="store_true",
-                   help="also look for other orders of the same threads' events, which nothing recorded rules out, "
-                   "that break a rule (explored window by window; warnings, each with a witness trace)")
-    c.add_argument("--predict-window", type=int, default=12, metavar="N",
-                   help="--predict: events per window (half overlapping; default 12)")
-    c.add_argument("--predict-out", metavar="DIR", help="--predict: write each witness trace to DIR")
-    c.add_argument("-q", "--quiet", action="store_true", help="findings and the summary only")
+    check_options(c)
     r = sub.add_parser("rules", help="list the rules in force for a profile")
     r.add_argument("--profile", default="latest")
     r.add_argument("--format", choices=("text", "json", "markdown"), default="text")
@@ -114,9 +85,46 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--kind", default=None, help="dot: the object kind (buffer, attachment)")
     x.add_argument("--profile", default=None, help="kernel profile (default: the configuration's, else latest)")
     x.add_argument("-o", "--output", metavar="FILE", default="-", help="where to write (default: standard output)")
+    lab_cli.add_parser(sub, check_options)
     sub.add_parser("spec-lint", help="check the spec for inconsistencies")
     sub.add_parser("profiles", help="list the named profiles")
     return p
+
+
+def check_options(c: argparse.ArgumentParser) -> None:
+    """The options of ``dmaspec check`` that say how to check and report (shared with ``dmaspec lab run``)."""
+    c.add_argument("--profile", help="kernel profile (rfc-2012, 3.5, 4.6, 5.7, 6.2, latest, or a version such as "
+                   "6.1); default: the trace header's, else latest")
+    c.add_argument("--from", dest="fmt", choices=("dmaspec", "ftrace", "strace"),
+                   help="the traces' format, instead of recognising it (dmaspec: canonical JSON Lines)")
+    c.add_argument("--engine", choices=("compiled", "interpreter"), default="compiled",
+                   help="compiled (fast, default) or the reference interpreter")
+    c.add_argument("--format", choices=FORMATS, default="text", help="the report on standard output")
+    c.add_argument("--output", action="append", default=[], metavar="FORMAT=FILE",
+                   help="also write a report to FILE (repeatable), e.g. --output sarif=dmaspec.sarif "
+                   "--output html=report.html")
+    c.add_argument("--junit-per-rule", action="store_true", help="JUnit: one test case per trace and rule")
+    c.add_argument("--baseline", metavar="FILE", help="report only findings not recorded in FILE")
+    c.add_argument("--write-baseline", metavar="FILE", help="record every finding's fingerprint in FILE")
+    c.add_argument("--keep-going", action="store_true", help="report bad lines and check the rest of the file")
+    c.add_argument("--no-leaks", action="store_true", help="do not check end-of-trace obligations (the trace stops "
+                   "before the program's end)")
+    c.add_argument("--unobserved", default="", metavar="OPS",
+                   help="comma-separated ops the recorder cannot see; rules that depend on them are withheld")
+    c.add_argument("--lock-order", action="store_true",
+                   help="also look for potential deadlocks: lock-order cycles across threads and inversions of the "
+                   "kernel's primed lock order (a second pass over the trace)")
+    c.add_argument("--races", action="store_true",
+                   help="also look for unordered accesses to a buffer (Vetter's coherency model: barriers publish, "
+                   "only fences, locks, fork and program order order); synchronisation the trace does not record "
+                   "(V4L2 queues, binder, futexes) is not seen, so findings are warnings")
+    c.add_argument("--predict", action="store_true",
+                   help="also look for other orders of the same threads' events, which nothing recorded rules out, "
+                   "that break a rule (explored window by window; warnings, each with a witness trace)")
+    c.add_argument("--predict-window", type=int, default=12, metavar="N",
+                   help="--predict: events per window (half overlapping; default 12)")
+    c.add_argument("--predict-out", metavar="DIR", help="--predict: write each witness trace to DIR")
+    c.add_argument("-q", "--quiet", action="store_true", help="findings and the summary only")
 
 
 def render(fmt: str, results: list[Result], errors: list[InputError], status: int, args: argparse.Namespace,
@@ -392,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "export":
         return _export(args)
+    if args.command == "lab":
+        return lab_cli.main(args, _check)
     if args.command == "check":
         return _check(args)
     if args.command == "convert":
