@@ -124,6 +124,10 @@ def check_options(c: argparse.ArgumentParser) -> None:
     c.add_argument("--predict-window", type=int, default=12, metavar="N",
                    help="--predict: events per window (half overlapping; default 12)")
     c.add_argument("--predict-out", metavar="DIR", help="--predict: write each witness trace to DIR")
+    c.add_argument("--conformance", action="store_true",
+                   help="the trace comes from an unmodified kernel: compare every return value the spec predicts "
+                   "with the recorded one; a disagreement, or a broken CORE-* guarantee, is a defect of the spec "
+                   "(SPEC-KERNEL-DISAGREES), not of the program (on by default in dmaspec lab run)")
     c.add_argument("-q", "--quiet", action="store_true", help="findings and the summary only")
 
 
@@ -194,6 +198,13 @@ def _analyses(args: argparse.Namespace, path: str, result: Result, unobserved: f
                                 unobserved=unobserved)
         assert found.result is not None
         extras.append(("predict", found.result))
+    if args.conformance:
+        from checker.analysis import conformance
+
+        conformance.recast(result)
+        compared = conformance.analyze(path, fmt=args.fmt, profile=args.profile)
+        result.conversion_notes.append(conformance.note(compared))
+        extras.append(("conformance", compared.result))
     for flag, extra in extras:
         result.findings = sorted(result.findings + extra.findings, key=lambda f: f.line)
         result.withheld.update(extra.withheld)
@@ -213,9 +224,9 @@ def _check(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"dmaspec: error: {e}", file=sys.stderr)
         return EXIT_INPUT
-    if (args.lock_order or args.races or args.predict) and "-" in args.paths:
-        print("dmaspec: error: --lock-order, --races and --predict read the trace again: give a file, not "
-              "standard input", file=sys.stderr)
+    if (args.lock_order or args.races or args.predict or args.conformance) and "-" in args.paths:
+        print("dmaspec: error: --lock-order, --races, --predict and --conformance read the trace again: give a "
+              "file, not standard input", file=sys.stderr)
         return EXIT_INPUT
     if args.predict_window < 2:
         print("dmaspec: error: --predict-window must be 2 or more", file=sys.stderr)

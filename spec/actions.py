@@ -43,6 +43,7 @@ from spec.lang import (
     Let,
     Local,
     Not,
+    Outcome,
     Param,
     ParamType,
     Require,
@@ -149,7 +150,7 @@ def action(
     doc: str = "",
     source: Source | None = None,
     waits: Expr | None = None,
-    outcomes: tuple[tuple[Expr, Expr], ...] = (),
+    outcomes: tuple[Outcome, ...] = (),
     invokes: tuple[tuple[str, Expr], ...] = (),
 ) -> None:
     full = (SLEEP_PRELUDE if sleeps else ()) + tuple(body)
@@ -190,8 +191,8 @@ action("dma_buf_fd", CALL, (p("dmabuf"), p("flags", I, True)),
        doc="Installs the caller's reference in a new fd of the calling process; takes no reference.")
 
 # An fd the trace saw closed (and not opened again) gives -EBADF to any call that names it.
-FD_CLOSED = ((all_of(Exists("fd", Key((PID, Arg("fd")))), Not(live("fd", Key((PID, Arg("fd")))))),
-              Const(-K.EBADF)),)
+FD_CLOSED = (Outcome(all_of(Exists("fd", Key((PID, Arg("fd")))), Not(live("fd", Key((PID, Arg("fd")))))),
+                      Const(-K.EBADF), "the fd was closed"),)
 action("dma_buf_get", CALL, (p("fd", I),),
        [If(ok(), (*use("buffer", RET), inc("buffer", RET, "refs")))],
        returns=Returns.HANDLE, source=src("dma_buf_get"), outcomes=FD_CLOSED)
@@ -431,7 +432,8 @@ def _vunmap_body(lock: str) -> list[Stmt]:
 # and every later vmap gets the address the first returned
 VMAP_COUNT = Get("buffer", B, "vmap_count")
 VMAP_INVOKES = (("vmap", eq(VMAP_COUNT, 0)),)
-VMAP_OUTCOMES = ((gt(VMAP_COUNT, 0), Get("buffer", B, "vmap_ptr")),)
+VMAP_OUTCOMES = (Outcome(gt(VMAP_COUNT, 0), Get("buffer", B, "vmap_ptr"), "already vmapped: the cached address",
+                         R.CORE_VMAP_SAME),)
 VUNMAP_INVOKES = (("vunmap", eq(VMAP_COUNT, 1)),)
 for since, until, lock in (((3, 5), (6, 2), "none"), ((6, 2), None, "all")):
     action("dma_buf_vmap", CALL, (p("dmabuf"),), _vmap_body(lock), returns=Returns.HANDLE, since=since,
@@ -500,7 +502,8 @@ ALREADY = all_of(eq(HOLDER, TID), Not(NO_CTX), eq(HOLDER_CTX, WW_CTX))
 DIES = all_of(ne(HOLDER, 0), Not(NO_CTX), ne(HOLDER_CTX, WW_CTX), ne(HOLDER_CTX, ""),
               gt(Get("ww_ctx", WW_CTX, "held"), 0),
               gt(Get("ww_ctx", WW_CTX, "stamp"), Get("ww_ctx", HOLDER_CTX, "stamp")))
-LOCK_OUTCOMES = ((ALREADY, Const(-K.EALREADY)), (DIES, Const(-K.EDEADLK)))
+LOCK_OUTCOMES = (Outcome(ALREADY, Const(-K.EALREADY), "the context holds it already"),
+                 Outcome(DIES, Const(-K.EDEADLK), "a younger context that holds locks meets an older holder"))
 WW_SRC = Source("kernel/locking/ww_mutex.h", "__ww_mutex_check_kill")
 for name in ("dma_resv_lock", "dma_resv_lock_interruptible"):
     action(name, CALL, (p("obj"), p("ctx", H, True)), _lock_body(ok(), slow=False), returns=Returns.INT,
@@ -515,7 +518,7 @@ action("dma_resv_lock_slow", CALL, (p("obj"), p("ctx", H, True)), _lock_body(Con
 action("dma_resv_trylock", CALL, (p("obj"),),
        [If(eq(RET, 1), _took_resv(Const(None)))],
        returns=Returns.INT, since=(3, 17), source=src("dma_resv_trylock", R.RESV_C),
-       outcomes=((ne(HOLDER, 0), Const(0)),))
+       outcomes=(Outcome(ne(HOLDER, 0), Const(0), "held by someone"),))
 RESV_CTX = Get("resv", O, "ctx")
 action("dma_resv_unlock", CALL, (p("obj"),),
        [If(Not(Exists("resv", O)), (Adopt("resv", O, (("holder", TID),)),)),
@@ -608,6 +611,10 @@ action("alloc", NOTE, (p("gfp", S_),), [],
 FD = Arg("fd")
 FDKEY = Key((PID, FD))
 FDBUF = Local("buf")
+# For outcomes, which read the state before the call (no locals): what the core decides on a live dma-buf fd
+# before any exporter callback runs.  The lab's conformance check compares them with a real kernel's answers.
+LIVE_FD = all_of(Exists("fd", FDKEY), live("fd", FDKEY))
+FD_SIZE = Get("buffer", Get("fd", FDKEY, "buffer"), "size")
 
 
 def _known_fd(key: Expr = FDKEY) -> list[Stmt]:
@@ -723,6 +730,10 @@ MMAP_PAGES = Arith(ArithOp.ADD, Arith(ArithOp.FLOORDIV, Cond(IsNone(Arg("offset"
                                       Const(PAGE)),
                    Arith(ArithOp.FLOORDIV, Arith(ArithOp.ADD, Arg("length"), Const(PAGE - 1)), Const(PAGE)))
 BUF_PAGES = Arith(ArithOp.FLOORDIV, Get("buffer", FDBUF, "size"), Const(PAGE))
+MMAP_OUTCOMES = FD_CLOSED + (
+    Outcome(all_of(LIVE_FD, ne(FD_SIZE, 0),
+                   gt(MMAP_PAGES, Arith(ArithOp.FLOORDIV, FD_SIZE, Const(PAGE)))),
+            Const(-K.EINVAL), "a mapping past the end of the dma-buf", R.CORE_MMAP_SIZE),)
 MMAP_PARAMS = (p("fd", I), p("length", I), p("offset", I, True), p("prot", I, True), p("flags", I, True),
                p("addr", H, True))
 MMAP_BODY: list[Stmt] = [
@@ -733,9 +744,9 @@ MMAP_BODY: list[Stmt] = [
         inc("buffer", FDBUF, "mmaps"),
         inc("buffer", FDBUF, "refs"),
     ))]
-action("mmap", SYSCALL, MMAP_PARAMS, MMAP_BODY, returns=Returns.HANDLE, since=(3, 5), outcomes=FD_CLOSED,
+action("mmap", SYSCALL, MMAP_PARAMS, MMAP_BODY, returns=Returns.HANDLE, since=(3, 5), outcomes=MMAP_OUTCOMES,
        source=src("dma_buf_mmap_internal"), doc="The vma holds a reference to the dma-buf's file.")
-action("mmap", SYSCALL, MMAP_PARAMS, MMAP_BODY, returns=Returns.HANDLE, until=(3, 5), outcomes=FD_CLOSED,
+action("mmap", SYSCALL, MMAP_PARAMS, MMAP_BODY, returns=Returns.HANDLE, until=(3, 5), outcomes=MMAP_OUTCOMES,
        features=frozenset({"rfc2012"}), source=Source(R.SEED_RFC, "dma_buf_mmap"))
 action("munmap", SYSCALL, (p("addr"), p("length", I, True)),
        [Ignore(Not(all_of(Exists("vma", Key((PID, Arg("addr")))), live("vma", Key((PID, Arg("addr")))))),
@@ -749,13 +760,18 @@ COVER_KEY = Key((PID, FDBUF))  # coverage: what the process's open brackets allo
 IOCTL_PARAMS = (p("fd", I), p("cmd", ParamType.IOCTL), p("flags", I, True), p("name", S_, True))
 
 
-def ioctl(cmd: str | None, body: list[Stmt], **kw: object) -> None:
+def ioctl(cmd: str | None, body: list[Stmt], outcomes: tuple[Outcome, ...] = (), **kw: object) -> None:
     when = eq(Arg("cmd"), cmd) if cmd else None
     action("ioctl", SYSCALL, IOCTL_PARAMS, [*_known_fd(), *use("buffer", FDBUF), *body], returns=Returns.INT,
-           when=when, outcomes=FD_CLOSED, **kw)  # type: ignore[arg-type]
+           when=when, outcomes=FD_CLOSED + outcomes, **kw)  # type: ignore[arg-type]
 
 
 SYNC_VALID = all_of(eq(band(FLAGS, -8), 0), ne(band(FLAGS, K.SYNC_RW), 0))
+SYNC_OUTCOMES = (Outcome(all_of(LIVE_FD, Not(IsNone(FLAGS)), Not(SYNC_VALID)), Const(-K.EINVAL),
+                         "SYNC flags outside DMA_BUF_SYNC_VALID_FLAGS_MASK or without READ/WRITE", R.CORE_SYNC_FLAGS),)
+SYNC_FILE_VALID = all_of(eq(band(FLAGS, -4), 0), ne(band(FLAGS, K.SYNC_RW), 0))
+SYNC_FILE_OUTCOMES = (Outcome(all_of(LIVE_FD, Not(IsNone(FLAGS)), Not(SYNC_FILE_VALID)), Const(-K.EINVAL),
+                              "sync-file flags other than READ/WRITE, or neither", R.CORE_SYNC_FILE_FLAGS),)
 ioctl("DMA_BUF_IOCTL_SYNC", [
     Ignore(IsNone(FLAGS), "SYNC flags not recorded"),
     Require(R.CORE_SYNC_FLAGS, any_of(failed(), IsNone(RET), SYNC_VALID), ()),
@@ -777,7 +793,7 @@ ioctl("DMA_BUF_IOCTL_SYNC", [
         Update("sync", SYNC_KEY, "flags", band(FLAGS, K.SYNC_RW)),
         Call("sync_cover", (("key", COVER_KEY), ("flags", band(FLAGS, K.SYNC_RW)), ("by", Const(1)))),
     )),
-], since=(4, 6), source=src("dma_buf_ioctl"),
+], outcomes=SYNC_OUTCOMES, since=(4, 6), source=src("dma_buf_ioctl"),
     doc="Userspace brackets CPU access to an mmap with START and END, same read/write flags; the kernel "
     "validates the flags exactly and keeps no pairing state.")
 for name in sorted(K.SET_NAME_IOCTLS):
@@ -785,9 +801,9 @@ for name in sorted(K.SET_NAME_IOCTLS):
 for name in sorted(K.SYNC_FILE_IOCTLS):
     ioctl(name, [
         Ignore(IsNone(FLAGS), "sync-file flags not recorded"),
-        Require(R.CORE_SYNC_FILE_FLAGS, any_of(failed(), IsNone(RET),
-                                              all_of(eq(band(FLAGS, -4), 0), ne(band(FLAGS, K.SYNC_RW), 0))), ()),
-    ], since=(6, 0), source=src("dma_buf_export_sync_file" if "EXPORT" in name else "dma_buf_import_sync_file"))
+        Require(R.CORE_SYNC_FILE_FLAGS, any_of(failed(), IsNone(RET), SYNC_FILE_VALID), ()),
+    ], outcomes=SYNC_FILE_OUTCOMES, since=(6, 0),
+        source=src("dma_buf_export_sync_file" if "EXPORT" in name else "dma_buf_import_sync_file"))
 RFC_KEY = Key((PID, FDBUF))
 RFC_FEATURE = frozenset({"rfc2012"})
 KDS = frozenset({"kds"})
@@ -806,8 +822,10 @@ ioctl("DMA_BUF_IOCTL_FINISH_ACCESS", [
     dec("rfc_access", RFC_KEY, "open"), dec("buffer", FDBUF, "rfc_open")], features=RFC_FEATURE,
       source=Source(R.SEED_RFC, "dma_buf_ioctl"))
 ioctl(None, [Stop(IsNone(RET)), Require(R.CORE_IOCTL_UNKNOWN, eq(RET, -K.ENOTTY), ())], excludes=RFC_FEATURE,
+      outcomes=(Outcome(LIVE_FD, Const(-K.ENOTTY), "a command dma_buf_ioctl does not know", R.CORE_IOCTL_UNKNOWN),),
       source=src("dma_buf_ioctl"), doc="Any other command fails with ENOTTY.")
 ioctl(None, [Stop(IsNone(RET)), Require(R.CORE_IOCTL_UNKNOWN, eq(RET, -K.EINVAL), ())], features=RFC_FEATURE,
+      outcomes=(Outcome(LIVE_FD, Const(-K.EINVAL), "a command the RFC's ioctl does not know", R.CORE_IOCTL_UNKNOWN),),
       source=Source(R.SEED_RFC, "dma_buf_ioctl"), doc="The RFC's ioctl fails other commands with EINVAL.")
 
 WH = Arg("whence")
@@ -815,11 +833,20 @@ SIZE = Get("buffer", FDBUF, "size")
 LLSEEK_OK = all_of(eq(Arg("offset"), 0),
                    any_of(all_of(eq(WH, K.SEEK_SET), eq(RET, 0)),
                           all_of(eq(WH, K.SEEK_END), any_of(eq(SIZE, 0), eq(RET, SIZE)))))
+# dma_buf_llseek: the base first (SEEK_END: the size, SEEK_SET: 0, anything else -EINVAL), then offset 0 only.
+LLSEEK_OUTCOMES = (
+    Outcome(all_of(LIVE_FD, Not(one_of(WH, K.SEEK_SET, K.SEEK_END))), Const(-K.EINVAL),
+            "whence other than SEEK_SET or SEEK_END", R.CORE_LLSEEK),
+    Outcome(all_of(LIVE_FD, ne(Arg("offset"), 0)), Const(-K.EINVAL), "a non-zero offset", R.CORE_LLSEEK),
+    Outcome(all_of(LIVE_FD, eq(WH, K.SEEK_SET)), Const(0), "SEEK_SET with offset 0: 0", R.CORE_LLSEEK),
+    Outcome(all_of(LIVE_FD, eq(WH, K.SEEK_END), ne(FD_SIZE, 0)), FD_SIZE, "SEEK_END with offset 0: the size",
+            R.CORE_LLSEEK),
+)
 for name in ("lseek", "llseek"):
     action(name, SYSCALL, (p("fd", I), p("offset", I), p("whence", ParamType.WHENCE)),
            [*_known_fd(), *use("buffer", FDBUF), Stop(IsNone(RET)),
             Require(R.CORE_LLSEEK, any_of(failed(), LLSEEK_OK), ())],
-           returns=Returns.INT, source=src("dma_buf_llseek"),
+           returns=Returns.INT, source=src("dma_buf_llseek"), outcomes=FD_CLOSED + LLSEEK_OUTCOMES,
            doc="Only size discovery: offset 0 with SEEK_END (the size) or SEEK_SET (0).")
 
 # ---------------------------------------------------------------------------------------

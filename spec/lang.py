@@ -337,6 +337,7 @@ class Who(Enum):
     USERSPACE = "userspace"
     CALLER = "any caller"
     CORE = "core"
+    SPEC = "the spec"  # the spec disagrees with a real kernel: the spec is at fault
 
 
 class Kind(Enum):
@@ -410,6 +411,22 @@ class Returns(Enum):
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """A return value the kernel decides: when ``when`` holds on the state before the call, it returns ``value``.
+
+    ``label`` says the case in a few words ("flags outside the valid mask");
+    ``rule``, when set, is the guarantee rule whose promise this is
+    (``CORE-SYNC-FLAGS``).  The explorers make calls return it; the lab's
+    conformance check compares it with what a real kernel returned.
+    """
+
+    when: Expr
+    value: Expr
+    label: str
+    rule: str = ""
+
+
+@dataclass(frozen=True)
 class Action:
     """One operation of the API, with the statements it runs.
 
@@ -437,7 +454,7 @@ class Action:
     # from a ww_mutex, the cached vmap address).  ``invokes``: exporter callbacks (``CALLBACK`` ops) the
     # core calls before returning, each when its condition holds on the state before the call.
     waits: Expr | None = None
-    outcomes: tuple[tuple[Expr, Expr], ...] = ()
+    outcomes: tuple[Outcome, ...] = ()
     invokes: tuple[tuple[str, Expr], ...] = ()
 
     @property

@@ -161,6 +161,7 @@ def lint(spec: Spec) -> list[str]:
                     if isinstance(sub, Arg) and params is not None and sub.name not in params:
                         problems.append(f"{where}: argument {sub.name} is not a parameter")
 
+    rules_by_id = {r.id: r for r in spec.rules}
     for a in spec.actions:
         check(a.name, a.body, {p.name for p in a.params})
         for prm in a.params:
@@ -168,7 +169,7 @@ def lint(spec: Spec) -> list[str]:
                 problems.append(f"{a.name}: parameter {prm.name!r} must be an identifier engines can generate from")
         callbacks = {b.op for b in spec.actions if b.kind is EventKind.CALLBACK}
         kernel_exprs = [("waits", a.waits)] if a.waits is not None else []
-        kernel_exprs += [("outcome", e) for pair in a.outcomes for e in pair]
+        kernel_exprs += [("outcome", e) for o in a.outcomes for e in (o.when, o.value)]
         kernel_exprs += [("invokes", cond) for _, cond in a.invokes]
         for what, expr in kernel_exprs:
             for sub in walk_expr(expr):
@@ -180,6 +181,12 @@ def lint(spec: Spec) -> list[str]:
                     problems.append(f"{a.name}: {what} argument {sub.name} is not a parameter")
                 elif isinstance(sub, (Ret, Local, RowField)):
                     problems.append(f"{a.name}: {what} may read only arguments, the event's fields and the state")
+        for o in a.outcomes:
+            if not o.label:
+                problems.append(f"{a.name}: an outcome without a label")
+            rule = rules_by_id.get(o.rule)
+            if o.rule and (rule is None or rule.kind is not Kind.GUARANTEE):
+                problems.append(f"{a.name}: outcome {o.label!r} names {o.rule}, which is not a guarantee rule")
         for cb, _ in a.invokes:
             if cb not in callbacks:
                 problems.append(f"{a.name}: invokes {cb}, which is not a callback")

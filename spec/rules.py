@@ -429,4 +429,15 @@ LOCK_DEADLOCK = _rule(
     "reservation lock, a fence, an exclusive PREPARE_ACCESS) on a thread that waits too, or on itself. The "
     "counterexample is the schedule that gets there and the calls each thread is sleeping in.")
 
+# -- the spec against a real kernel (dmaspec lab, dmaspec check --conformance) ------------------------
+SPEC_KERNEL_DISAGREES = _rule(
+    "SPEC-KERNEL-DISAGREES", "a stock kernel returned something other than what the spec predicts: a defect "
+    "of the spec, not of the program", E, Who.SPEC, Kind.ANALYSIS,
+    (S(DMABUF_C, "dma_buf_ioctl", "the core's own checks decide these return values"),
+     S(DMABUF_C, "dma_buf_llseek"), S(DMABUF_C, "dma_buf_mmap_internal"), S(DMABUF_C, "dma_buf_vmap")),
+    explain="Found by `dmaspec lab run` and `dmaspec check --conformance`, on traces from an unmodified kernel: "
+    "each outcome the spec predicts (its condition on the state before the call, and the value) is compared "
+    "with the kernel's return value, and every guarantee rule (CORE-*) the trace breaks is counted the same "
+    "way. The kernel is the authority: the spec must be fixed.")
+
 RULES: tuple[Rule, ...] = tuple(_RULES)

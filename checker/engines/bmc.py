@@ -787,8 +787,8 @@ class _System:
                 enabled = _and(enabled, _or(_not(gate), _not(_truth(x.ev(action.waits, penv)))))
             ret = _C(st.ret)
             if action is not None:
-                for cond, decided in reversed(action.outcomes):
-                    ret = _sv_ite(_truth(x.ev(cond, penv)), x.ev(decided, penv), ret)
+                for outcome in reversed(action.outcomes):
+                    ret = _sv_ite(_truth(x.ev(outcome.when, penv)), x.ev(outcome.value, penv), ret)
                 for cb, cond in action.invokes:
                     c = _and(gate, _truth(x.ev(cond, penv)))
                     args = {k: v for k, v in st.args if k in _CALLBACK_PARAMS[cb]}

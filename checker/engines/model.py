@@ -226,9 +226,9 @@ class Model:
                 return None  # it sleeps: no move (for a group, none of its steps runs)
             ret = st.ret
             if action is not None:
-                for cond, decided in action.outcomes:
-                    if evaluate(cond, probe, it):
-                        ret = evaluate(decided, probe, it)
+                for outcome in action.outcomes:
+                    if evaluate(outcome.when, probe, it):
+                        ret = evaluate(outcome.value, probe, it)
                         break
                 if self.recorded:
                     if ret != st.ret:

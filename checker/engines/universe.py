@@ -220,8 +220,8 @@ def universe(config: Config, profile: Profile | None = None) -> Universe:
                 continue
             env = _Env(event, frozenset({st.ret}), {})
             rets: set[object] = {st.ret}
-            for _cond, value in action.outcomes:
-                rets |= a.ev(value, env)
+            for outcome in action.outcomes:
+                rets |= a.ev(outcome.value, env)
             env.rets = frozenset(rets)
             for cb, _cond in action.invokes:
                 cb_event = validate({"op": cb, "kind": EventKind.CALLBACK.value, "tid": event.tid, "pid": event.pid,

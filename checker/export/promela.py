@@ -840,11 +840,11 @@ class _Gen:
         out = _s(call.ret)
         if call.action is None:
             return out
-        for cond, value in reversed(call.action.outcomes):
-            v = low.ex(value, env)
+        for outcome in reversed(call.action.outcomes):
+            v = low.ex(outcome.value, env)
             if v.static and call.action is not None:
                 v = _s(_normal(call.action, v.value))
-            out = low.cond(low.truth(low.ex(cond, env)), v, out)
+            out = low.cond(low.truth(low.ex(outcome.when, env)), v, out)
         return out
 
     def waits(self, low: _Lower, call: _Call, env: _Env) -> _Val:

@@ -55,6 +55,8 @@ def add_parser(sub: Any, check_options: Any) -> None:
     r.add_argument("--out", type=Path, metavar="DIR", help="keep the trace and console log in DIR "
                    "(default: the cache's runs/PROGRAM)")
     r.add_argument("--exerciser", action="store_true", help="run the bundled exerciser (traces/record/lab/)")
+    r.add_argument("--no-conformance", action="store_true", help="do not compare the kernel's return values with "
+                   "the spec's predictions (dmaspec check --conformance, on by default here)")
     check_options(r)
     r.add_argument("program", nargs="?", metavar="PROGRAM")
     r.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
@@ -179,10 +181,63 @@ def _run(args: argparse.Namespace, check: Any) -> int:
           f"trace: {result.trace_path}", file=sys.stderr)
     args.paths = [str(result.trace_path)]
     args.fmt = "ftrace"
+    args.conformance = not args.no_conformance
     status: int = check(args)
     return status
 
 
 def _conformance(args: argparse.Namespace) -> int:
-    print("dmaspec lab: error: conformance is not built yet", file=sys.stderr)
-    return EXIT_LAB
+    import json
+
+    from checker import lab
+    from checker.analysis import conformance
+    from checker.core import InputError
+
+    chosen = [lab.kernel(name) for name in args.kernel] or list(lab.cached_kernels())
+    if not chosen:
+        raise lab.LabError("no kernels in the lab cache", hint="run: dmaspec lab fetch --all")
+    program = lab.build_exerciser(lab.cache_root() / "build")
+    runs: dict[str, conformance.Conformance | None] = {}
+    failed = False
+    for k in chosen:
+        print(f"dmaspec lab: {k.name} ({k.release}): running the exerciser", file=sys.stderr)
+        workdir = args.out / k.name if args.out else None
+        result = lab.run(program, [], k, workdir=workdir, timeout=args.timeout)
+        if result.failure:
+            print(f"dmaspec lab: {k.name}: {result.failure} (console log: {result.console_path})", file=sys.stderr)
+            runs[k.name] = None
+            failed = True
+            continue
+        if result.status != 0:
+            print(f"dmaspec lab: {k.name}: the exerciser exited with status {result.status}:", file=sys.stderr)
+            for line in result.output:
+                if line.startswith(("FAIL", "exerciser:")):
+                    print(f"  | {line}", file=sys.stderr)
+        try:
+            runs[k.name] = conformance.analyze(str(result.trace_path), fmt="ftrace", profile=k.profile)
+        except InputError as e:
+            print(f"dmaspec lab: {k.name}: {e}", file=sys.stderr)
+            runs[k.name] = None
+            failed = True
+    defects = [(name, f) for name, c in runs.items() if c is not None for f in c.result.findings]
+    if args.format == "json":
+        out = {name: None if c is None else {
+            "profile": c.profile, "events": c.events, "agreed": c.agreed, "disagreed": c.disagreed,
+            "rows": [{"action": r.action, "case": r.label, "rule": r.rule, "agreed": r.agreed,
+                      "disagreed": r.disagreed,
+                      "mismatches": [{"line": m.line, "op": m.op, "args": m.args, "predicted": m.predicted,
+                                      "returned": m.returned} for m in r.mismatches]} for r in c.rows],
+            "defects": [{"line": f.line, "detail": f.detail} for f in c.result.findings]}
+            for name, c in runs.items()}
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        sys.stdout.write(conformance.table(runs, args.format))
+        for name, f in defects:
+            print(f"{name}: line {f.line}: {f.detail}")
+        compared = sum(c.agreed + c.disagreed for c in runs.values() if c is not None)
+        verdict = "full agreement" if not defects else f"{len(defects)} spec defect(s)"
+        print(f"conformance: {len(runs)} kernel(s), {compared} compared return value(s): {verdict}"
+              + ("; some runs failed" if failed else ""))
+    if failed:
+        return EXIT_LAB
+    return 1 if defects else 0
