@@ -223,6 +223,17 @@ def test_sync_ioctl_is_checked_only_when_its_flags_are_recorded() -> None:
     assert conv.skipped["DMA_BUF_IOCTL_SYNC whose flags the trace does not record"] == 1
 
 
+def test_sync_file_flags_are_the_low_half_of_what_the_recorder_reads() -> None:
+    # ftrace-setup.sh reads 8 bytes at the ioctl argument: {__u32 flags; __s32 fd;}, the fd (-1) on top.
+    base = (kp("dma_buf_export", 'exp_name="system"') + kr("dma_buf_export", "0xa file=0xf")
+            + kp("dma_buf_fd", "dmabuf=0xa flags=0x80000") + kr("dma_buf_fd", "4"))
+    export = (kp("dma_buf_ioctl", "file=0xf cmd=0xc0086202 arg=0x7ff0 flags=0xffffffff00000001")
+              + kr("dma_buf_ioctl", "0"))
+    seen = events(HEADER + base + export)
+    assert [(e["op"], e["args"]) for _, e in seen][-1] == ("ioctl", {"fd": 4, "cmd": 0xC0086202, "flags": 1})
+    assert check(HEADER + base + export).findings == []
+
+
 def test_file_operations_before_the_link_are_kept_until_it() -> None:
     text = (HEADER + kp("dma_buf_export", 'exp_name="e"') + kr("dma_buf_export", "0xa")
             + kp("dma_buf_fd", "dmabuf=0xa flags=0") + kr("dma_buf_fd", "3")

@@ -609,7 +609,9 @@ class _Converter:
             if flags is None:
                 self.skipped["sync-file ioctl whose flags the trace does not record"] += 1
                 return
-            args["flags"] = flags
+            # The recorder reads 8 bytes at the argument; the structs are {__u32 flags; __s32 fd;}, so the fd
+            # (-1 or garbage on input) is in the upper half on these little-endian machines.
+            args["flags"] = flags & 0xFFFFFFFF
         self.emit(ev, "ioctl", args, r, kind="syscall")
 
     def release_file(self, ev: Event, file: str, state: FileState) -> None:
