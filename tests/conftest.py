@@ -4,6 +4,7 @@ import os
 from collections.abc import Iterable
 
 import orjson
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRACES = os.path.join(ROOT, "traces")
@@ -18,3 +19,17 @@ def write_trace(path: str | os.PathLike[str], events: Iterable[dict[str, object]
             f.write(orjson.dumps(e) + b"\n")
             n += 1
     return n
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--skip-lab", action="store_true",
+                     help="skip the tests that boot a kernel under qemu (marked lab); CI runs them")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--skip-lab"):
+        return
+    skip = pytest.mark.skip(reason="--skip-lab: this test boots a kernel under qemu")
+    for item in items:
+        if "lab" in item.keywords:
+            item.add_marker(skip)

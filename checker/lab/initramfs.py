@@ -292,12 +292,19 @@ finish
 """
 
 
-def _busybox() -> Path:
+def _busybox_or_none() -> Path | None:
     for candidate in ("/bin/busybox", "/usr/bin/busybox"):
         path = Path(candidate)
         if path.is_file() and elf_interpreter(path.read_bytes()) is None:
             return path
-    raise LabError("no static busybox found", hint="install it: apt-get install busybox-static")
+    return None
+
+
+def _busybox() -> Path:
+    found = _busybox_or_none()
+    if found is None:
+        raise LabError("no static busybox found", hint="install it: apt-get install busybox-static")
+    return found
 
 
 def build(k: Kernel, program: Path, args: Sequence[str], modules: Sequence[tuple[str, str]],
