@@ -399,7 +399,7 @@ FENCE_WAIT_CYCLE = _rule(
        "whose signalling depends on it"),
      S(FENCE_C, "DOC: DMA fences overview", "all fences on the same context are fully ordered"),
      S(LOCKDOC, "Indefinite DMA Fences", "a fence that waits, however indirectly, on itself never signals"),
-     S(LOCKDEP_C, "check_noncircular", "a new dependency closes a circle (fence contexts as lock classes)")),
+     S(LOCKDEP_C, "check_noncircular", "a new dependency closes a circle; here fence contexts are the classes")),
     since=(3, 17), catalog="FENCE-003, FENCE-004",
     explain="A thread that waits for a fence of timeline D (dma_fence_wait*) and then signals a fence of timeline C, "
     "with no signal of C by it in between, makes C depend on D: in another schedule the C fence cannot signal "

@@ -63,7 +63,12 @@ annotated before any of that is known): the thread waited, and its signal
 came after; a cycle of bounded waits stalls every job for its timeout and
 then signals fences whose work never ran.  A wait inside a signalling
 section is an edge like any other here, and an inversion of the kernel's
-primed order for the lock-order analysis (``LOCK-ORDER-INVERSION``).  A
+primed order for the lock-order analysis (``LOCK-ORDER-INVERSION``).  The
+sections do not delimit jobs: a section lies within the span from the
+thread's previous signal of a timeline to its next, so its waits are in that
+span already, and a wait made before the section still delays the signal
+(program order).  Waits that never returned are not edges (they have no
+signal after them): they are the sleepers of the end-of-trace check.  A
 ``lost_events`` gap forgets every fence and every thread's pending waits (a
 missed edge, never a false one); the edges found before it stay.  When the
 header lists a signal op as ``unobserved``, a fence may have been signalled
