@@ -3,7 +3,8 @@
 On a trace from ``bench/replay.py``'s generator (many processes and threads, correct usage; ``--events``,
 default 1M), it times in one process each:
 
-- ``--lock-order`` (``checker.analysis.lockorder.analyze``): events/s and what it found;
+- ``--lock-order``: the lock-order graph (``checker.analysis.lockorder.analyze``) and the fence wait-for graph
+  (``checker.analysis.fencewait.analyze``), each a pass of its own: events/s and what it found;
 - ``--races`` (``checker.analysis.races.analyze``): events/s and what it found;
 - ``--predict`` (``checker.analysis.predict.analyze``) on the trace's first ``--predict-events`` events
   (default 5,000: it holds the trace in memory and explores every window), for each window size in
@@ -33,7 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench.replay import fmt_n, generate, write_prefix  # noqa: E402
-from checker.analysis import lockorder, predict, races  # noqa: E402
+from checker.analysis import fencewait, lockorder, predict, races  # noqa: E402
 
 
 def main() -> int:
@@ -59,6 +60,12 @@ def main() -> int:
         rules = [f.rule for f in lo.result.findings]
         print(f"{'lock-order graph (--lock-order)':44}{fmt_n(n):>10}{dt:>10.2f}{fmt_n(n / dt):>12}  "
               f"{len(rules)} finding(s)")
+        t0 = time.perf_counter()
+        fw = fencewait.analyze(path)
+        dt = time.perf_counter() - t0
+        print(f"{'fence wait-for graph (--lock-order)':44}{fmt_n(n):>10}{dt:>10.2f}{fmt_n(n / dt):>12}  "
+              f"{len(fw.result.findings)} finding(s), {fw.graph.number_of_nodes()} timelines, "
+              f"{fw.graph.number_of_edges()} edges")
         t0 = time.perf_counter()
         rc = races.analyze(path)
         dt = time.perf_counter() - t0

@@ -112,8 +112,10 @@ def check_options(c: argparse.ArgumentParser) -> None:
     c.add_argument("--unobserved", default="", metavar="OPS",
                    help="comma-separated ops the recorder cannot see; rules that depend on them are withheld")
     c.add_argument("--lock-order", action="store_true",
-                   help="also look for potential deadlocks: lock-order cycles across threads and inversions of the "
-                   "kernel's primed lock order (a second pass over the trace)")
+                   help="also look for potential deadlocks, lockdep's way: lock-order cycles across threads, "
+                   "inversions of the kernel's primed lock order, and cycles of the fence wait-for graph (a thread "
+                   "waits for a fence of another timeline before it signals one of its own), and actual deadlocks "
+                   "of threads asleep in fence waits at the end of the trace (more passes over the trace)")
     c.add_argument("--races", action="store_true",
                    help="also look for unordered accesses to a buffer (Vetter's coherency model: barriers publish, "
                    "only fences, locks, fork and program order order); synchronisation the trace does not record "
@@ -184,9 +186,13 @@ def _analyses(args: argparse.Namespace, path: str, result: Result, unobserved: f
     """Run the whole-trace analyses asked for and merge their findings into ``result``."""
     extras: list[tuple[str, Result]] = []
     if args.lock_order:
-        from checker.analysis import lockorder
+        from checker.analysis import fencewait, lockorder
+        from spec.rules import LOCK_DEADLOCK
 
         extras.append(("lock-order", lockorder.analyze(path, args.fmt).result))
+        reported = any(f.rule == LOCK_DEADLOCK for f in result.findings)  # the same deadlock is reported once
+        extras.append(("lock-order", fencewait.analyze(path, args.fmt, unobserved=unobserved,
+                                                       lock_deadlock=reported).result))
     if args.races:
         from checker.analysis import races
 
@@ -208,7 +214,11 @@ def _analyses(args: argparse.Namespace, path: str, result: Result, unobserved: f
     for flag, extra in extras:
         result.findings = sorted(result.findings + extra.findings, key=lambda f: f.line)
         result.withheld.update(extra.withheld)
-        result.analyses.append(flag)
+        result.undecided.update(extra.undecided)
+        for rule, ops in extra.narrowed.items():
+            result.narrowed.setdefault(rule, ops)
+        if flag not in result.analyses:
+            result.analyses.append(flag)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -390,6 +390,36 @@ LOCK_ORDER_INVERSION = _rule(
     "fs_reclaim, and signalling a fence must not wait for anything that waits for fences. Taking mmap_lock "
     "(copy_from_user, get_user_pages) under a reservation lock, or a reservation lock, a GFP_KERNEL, GFP_NOFS or "
     "GFP_NOIO allocation or a fence wait inside a signalling section, closes a cycle with those paths.")
+
+# -- fence waits: decided by checker.analysis.fencewait over the whole trace (dmaspec check --lock-order) ----------
+FENCE_WAIT_CYCLE = _rule(
+    "FENCE-WAIT-CYCLE", "fence timelines wait on each other in a cycle: each one's signalling thread waits for a "
+    "fence of the next before it signals, a potential deadlock", E, ANY, Kind.ANALYSIS,
+    (S(FENCE_C, "DOC: fence signalling annotation", "signalling a fence must not depend on a wait for a fence "
+       "whose signalling depends on it"),
+     S(FENCE_C, "DOC: DMA fences overview", "all fences on the same context are fully ordered"),
+     S(LOCKDOC, "Indefinite DMA Fences", "a fence that waits, however indirectly, on itself never signals"),
+     S(LOCKDEP_C, "check_noncircular", "a new dependency closes a circle; here fence contexts are the classes")),
+    since=(3, 17), catalog="FENCE-003, FENCE-004",
+    explain="A thread that waits for a fence of timeline D (dma_fence_wait*) and then signals a fence of timeline C, "
+    "with no signal of C by it in between, makes C depend on D: in another schedule the C fence cannot signal "
+    "before that D fence does. Timelines are fence contexts, as lockdep's lock classes: a cycle C -> D -> ... -> C "
+    "is reported with the wait and the signal that witness each edge. A wait for a fence signalled before the "
+    "waiting thread's previous event cannot block and is no edge; neither is a wait for a fence of the thread's own "
+    "timeline (its fences are ordered), a zero-timeout poll, a wait for a fence the trace never initialised, nor "
+    "a signal from interrupt context (the hardware signals, not the interrupted thread).")
+FENCE_WAIT_DEADLOCK = _rule(
+    "FENCE-WAIT-DEADLOCK", "threads sleep at the end of the trace in fence waits that form a cycle: each waits for "
+    "a fence that only another of them signals", E, ANY, Kind.ANALYSIS,
+    (S(FENCE_C, "dma_fence_wait_timeout", "sleeps until the fence signals"),
+     S(FENCE_C, "DOC: fence cross-driver contract", "fences must signal in bounded time"),
+     S(LOCKDOC, "Indefinite DMA Fences", "a fence that waits, however indirectly, on itself never signals")),
+    since=(3, 17), catalog="FENCE-003, FENCE-004",
+    explain="The trace header's source.waiting lists the calls threads sleep in when the trace ends. A thread asleep "
+    "in a fence wait is stuck when the fence is unsignalled and every thread that signals its timeline in the trace "
+    "is itself stuck the same way, and no interrupt ever signalled that timeline; a cycle of such threads is an "
+    "actual deadlock. When every sleeping call is stuck, the check reports LOCK-DEADLOCK and this analysis does not "
+    "report the same deadlock again.")
 RACE_UNORDERED_ACCESS = _rule(
     "RACE-UNORDERED-ACCESS", "two accesses to a buffer overlap, at least one writing, and nothing orders them: "
     "the barriers publish, they do not synchronise", W, ANY, Kind.ANALYSIS,

@@ -22,6 +22,7 @@ def test_analysis_benchmark_quick_run_prints_every_analysis() -> None:
                        timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "lock-order graph (--lock-order)" in r.stdout and "coherency races (--races)" in r.stdout
+    assert "fence wait-for graph (--lock-order)" in r.stdout
     assert "predictive analysis (--predict)" in r.stdout and "window" in r.stdout
 
 

@@ -328,9 +328,13 @@ SCHEMA = _load_schema()
 VALIDATOR = Draft202012Validator(SCHEMA)
 
 
+# The canonical corpora: the per-event rules' (ok, bad) and the whole-trace analyses' ({ok,bad} below each).
+CORPORA = ("ok", "bad", "lockorder", "races", "predict", "fencewait")
+
+
 def trace_files() -> list[str]:
     out: list[str] = []
-    for sub in ("ok", "bad"):
+    for sub in CORPORA:
         for root, _dirs, files in os.walk(os.path.join(TRACES, sub)):
             out += [os.path.join(root, f) for f in files if f.endswith(TRACE_SUFFIXES)]
     return sorted(out)
@@ -391,7 +395,7 @@ def test_schema_names_every_op() -> None:
 
 
 def test_every_corpus_line_validates() -> None:
-    """Every line of every trace under traces/ok and traces/bad (blank lines are not lines of a trace)."""
+    """Every line of every trace of the canonical corpora (CORPORA; blank lines are not lines of a trace)."""
     problems: list[str] = []
     files = trace_files()
     for path in files:

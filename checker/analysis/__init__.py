@@ -1,5 +1,6 @@
-"""Whole-trace analyses that look across threads rather than at one event: lock order (``lockorder``) and
-coherency races (``races``); ``common`` holds what they share."""
+"""Whole-trace analyses that look across threads rather than at one event: lock order (``lockorder``), the fence
+wait-for graph (``fencewait``), coherency races (``races``) and predicted schedules (``predict``); ``common`` holds
+what they share."""
 
 from __future__ import annotations
 

@@ -1,8 +1,12 @@
-"""What the whole-trace analyses share: reading a trace as validated events, and small value helpers."""
+"""What the whole-trace analyses share: reading a trace as validated events, small value helpers, and the
+bounded cycle search of the lockdep-style graphs."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
+
+import networkx as nx  # type: ignore[import-untyped]
 
 from checker.core import InputError
 from checker.readers import convert, detect
@@ -55,3 +59,12 @@ def int_value(v: Value) -> int | None:
 def name_of(v: Value) -> str:
     """A value as the string that names an object."""
     return v if isinstance(v, str) else str(v)
+
+
+def short_cycles(graph: Any, bound: int) -> Iterator[list[Any]]:
+    """The simple cycles of the networkx ``graph`` of at most ``bound`` nodes (networkx 3.0 has no length_bound)."""
+    try:
+        cycles: Iterator[list[Any]] = nx.simple_cycles(graph, length_bound=bound)
+    except TypeError:
+        cycles = (c for c in nx.simple_cycles(graph) if len(c) <= bound)
+    return cycles

@@ -74,7 +74,7 @@ from typing import Any
 
 import networkx as nx  # type: ignore[import-untyped]
 
-from checker.analysis.common import int_value, name_of, read_events
+from checker.analysis.common import int_value, name_of, read_events, short_cycles
 from checker.core import Finding, ObjectState, Result
 from checker.trace import Event, Header
 from spec import kernel as K
@@ -408,12 +408,8 @@ class LockOrderGraph:
 
 
 def _short_cycles(graph: Any) -> Iterator[list[str]]:
-    """The simple cycles of ``graph`` of at most MAX_CYCLE_LENGTH locks (networkx 3.0 has no length_bound)."""
-    try:
-        cycles: Iterator[list[str]] = nx.simple_cycles(graph, length_bound=MAX_CYCLE_LENGTH)
-    except TypeError:
-        cycles = (c for c in nx.simple_cycles(graph) if len(c) <= MAX_CYCLE_LENGTH)
-    return cycles
+    """The simple cycles of ``graph`` of at most MAX_CYCLE_LENGTH locks."""
+    return short_cycles(graph, MAX_CYCLE_LENGTH)
 
 
 def _exemption(chain: tuple[Witness, ...], through_fence: bool, all_resv: bool) -> str:
