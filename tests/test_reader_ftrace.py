@@ -234,6 +234,18 @@ def test_sync_file_flags_are_the_low_half_of_what_the_recorder_reads() -> None:
     assert check(HEADER + base + export).findings == []
 
 
+def test_an_ioctl_whose_argument_faulted_carries_no_flags() -> None:
+    # A bad pointer: the probe's user-memory fetch reads 0, the kernel returns -EFAULT before looking at flags.
+    base = (kp("dma_buf_export", 'exp_name="system"') + kr("dma_buf_export", "0xa file=0xf")
+            + kp("dma_buf_fd", "dmabuf=0xa flags=0x80000") + kr("dma_buf_fd", "4"))
+    bad = kp("dma_buf_ioctl", "file=0xf cmd=0x40086200 arg=0x8 flags=0") + kr("dma_buf_ioctl", "-14")
+    conv = convert(io.BufferedReader(io.BytesIO((HEADER + base + bad).encode())), "t.txt")
+    assert [e["op"] for _, e in conv.events] == ["dma_buf_export", "dma_buf_fd"]
+    assert conv.skipped["ioctl whose argument the kernel could not read (-EFAULT)"] == 1
+    result = check(HEADER + base + bad)
+    assert result.findings == [] and not result.withheld
+
+
 def test_file_operations_before_the_link_are_kept_until_it() -> None:
     text = (HEADER + kp("dma_buf_export", 'exp_name="e"') + kr("dma_buf_export", "0xa")
             + kp("dma_buf_fd", "dmabuf=0xa flags=0") + kr("dma_buf_fd", "3")

@@ -151,6 +151,7 @@ SYNC_START, SYNC_END = 0, 4
 # dma_buf_ioctl turns DMA_BUF_SYNC_{READ,WRITE,RW} into these directions for begin_cpu_access.
 SYNC_OF_DIRECTION = {2: 1, 1: 2, 0: 3}  # DMA_FROM_DEVICE: READ, DMA_TO_DEVICE: WRITE, BIDIRECTIONAL: RW
 PAGE_SIZE = 4096
+EFAULT = 14
 
 # What kernel tracing never shows, whatever was probed: userspace's own system calls (the file
 # operations arrive by file pointer), inline functions, and what the CPU does with a mapping.
@@ -600,6 +601,11 @@ class _Converter:
             return
         args: dict[str, Any] = {"fd": fd, "cmd": cmd}
         flags = number(f.get("flags"))
+        if cmd in (IOCTL_SYNC, IOCTL_EXPORT_SYNC_FILE, IOCTL_IMPORT_SYNC_FILE) and r == -EFAULT:
+            # The kernel could not read the argument: the flags the probe fetched (0 after a fault) are not
+            # what it saw, and a call that failed there changed nothing.
+            self.skipped["ioctl whose argument the kernel could not read (-EFAULT)"] += 1
+            return
         if cmd == IOCTL_SYNC:
             if flags is None:
                 self.skipped["DMA_BUF_IOCTL_SYNC whose flags the trace does not record"] += 1
