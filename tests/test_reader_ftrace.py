@@ -246,6 +246,31 @@ def test_an_ioctl_whose_argument_faulted_carries_no_flags() -> None:
     assert result.findings == [] and not result.withheld
 
 
+def mark(text: str, *, tid: int = 100) -> str:
+    return f" app-{tid} ({tid:>7}) [000] ..... {1.0:12.6f}: tracing_mark_write: {text}\n"
+
+
+def test_a_program_that_marks_its_mapping_accesses_has_them_checked() -> None:
+    mapped = (kp("dma_buf_export", 'exp_name="system"') + kr("dma_buf_export", "0xa file=0xf")
+              + kp("dma_buf_fd", "dmabuf=0xa flags=0x80000") + kr("dma_buf_fd", "4")
+              + kp("dma_buf_mmap_internal", "file=0xf vm_start=0x7f0000000000 vm_end=0x7f0000001000 vm_pgoff=0")
+              + kr("dma_buf_mmap_internal", "0"))
+    access = mark("dmaspec: mmap_access addr=0x7f0000000000 access=write")
+    start = kp("dma_buf_ioctl", "file=0xf cmd=0x40086200 arg=0x1 flags=0x2") + kr("dma_buf_ioctl", "0")
+    end = kp("dma_buf_ioctl", "file=0xf cmd=0x40086200 arg=0x1 flags=0x6") + kr("dma_buf_ioctl", "0")
+    head = HEADER + mark("dmaspec: kernel=6.12.1")
+    assert [(e["op"], e["args"]) for _, e in events(head + mapped + access)][-1] == (
+        "mmap_access", {"addr": "0x7f0000000000", "access": "write"})
+    # munmap and close are unobserved without syscall events: the rules are not decided, the cases counted
+    bare = check(head + mapped + access, check_leaks=False)
+    assert bare.findings == [] and bare.undecided["MMAP-ACCESS-WITHOUT-SYNC"] == 1
+    bracketed = check(head + mapped + start + access + end, check_leaks=False)
+    assert bracketed.findings == [] and not bracketed.undecided
+    read_only = start.replace("flags=0x2", "flags=0x1")
+    wrong = check(head + mapped + read_only + access, check_leaks=False)
+    assert wrong.undecided["SYNC-ACCESS-DIRECTION"] == 1
+
+
 def test_file_operations_before_the_link_are_kept_until_it() -> None:
     text = (HEADER + kp("dma_buf_export", 'exp_name="e"') + kr("dma_buf_export", "0xa")
             + kp("dma_buf_fd", "dmabuf=0xa flags=0") + kr("dma_buf_fd", "3")

@@ -39,6 +39,9 @@ DEFAULT_MODULES: tuple[tuple[str, str], ...] = (
     ("vgem", ""),
     ("vivid", "n_devs=1 node_types=0x1 multiplanar=1"),
 )
+# How the VM's init starts the recorder (traces/record/ftrace-setup.sh start ...): kprobes, fence events, the
+# system calls that move fds and the function tracer; offsets for kernels without BTF-named kprobe arguments.
+RECORDER_OPTIONS: tuple[str, ...] = initramfs.RunPlan("", ()).recorder_options
 EXERCISER_SOURCE = Path(__file__).resolve().parents[2] / "traces" / "record" / "lab" / "exerciser.c"
 
 
@@ -121,5 +124,5 @@ def build_exerciser(out_dir: Path) -> Path:
     return binary
 
 
-__all__ = ["DEFAULT_MODULES", "RELEASES", "Kernel", "LabError", "LabRun", "add_local", "available_modules",
-           "build_exerciser", "cache_root", "cached_kernels", "fetch", "kernel", "run"]
+__all__ = ["DEFAULT_MODULES", "RECORDER_OPTIONS", "RELEASES", "Kernel", "LabError", "LabRun", "add_local",
+           "available_modules", "build_exerciser", "cache_root", "cached_kernels", "fetch", "kernel", "run"]

@@ -59,6 +59,9 @@ PROBE = re.compile(r"\((?:(?P<entry>[\w.]+)\+0x[0-9a-f]+/0x[0-9a-f]+|(?P<caller>
 FIELD = re.compile(r'([\w.]+)[=:]("(?:[^"\\]|\\.)*"|\S+)')
 LOST = re.compile(r"\s*CPU:?\s*(?P<cpu>\d+)\s+\[LOST (?P<count>\d+) EVENTS\]")
 KERNEL_MARK = re.compile(r"dmaspec: kernel=(?P<release>\S+)")
+# What userspace says of itself through trace_marker, which no tracer sees: an access to a dma-buf mapping
+# (``dmaspec: mmap_access addr=0x... access=write``), checked like the canonical format's mmap_access.
+ACCESS_MARK = re.compile(r"dmaspec: mmap_access addr=(?P<addr>0x[0-9a-fA-F]+) access=(?P<access>read|write|rw)\b")
 # function_graph: [abstime |] CPU) [task-pid |] [duration] | body; events inside the graph are /* comments */.
 GRAPH = re.compile(r"\s*(?:(?P<ts>\d+\.\d+)\s*\|\s*)?(?P<cpu>\d+)\)\s+(?:(?P<comm>\S.*?)-(?P<tid>\d+)\s+\|\s+)?"
                    r"(?P<duration>[^|]*)\|(?P<body>.*)$")
@@ -348,6 +351,11 @@ class _Converter:
         name, body = e["name"], e["body"]
         if name in ("tracing_mark_write", "print"):
             text_ = body.removeprefix("tracing_mark_write: ")
+            access = ACCESS_MARK.match(text_)
+            if access:
+                self.emit(ev, "mmap_access", {"addr": handle(access["addr"]), "access": access["access"]},
+                          kind="annotation")
+                return
             self.emit(ev, "marker", {"text": text_.rstrip()}, kind="annotation")
             return
         p = PROBE.match(body)
