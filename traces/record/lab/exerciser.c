@@ -43,6 +43,7 @@
  *               mapping at addr (no system call: these are the accesses a
  *               kernel trace cannot see; the checker may turn them into
  *               mmap_access annotations)
+ *   prot=READ (or READ|WRITE), map=SHARED (or PRIVATE)   an mmap's protection and type
  *   size=N, offset=N, whence=SEEK_*, pid=N, handle=N, fence=N, index=N
  * Children of fork write their own markers (the pid tells them apart).
  *
@@ -405,7 +406,7 @@ static void *dmap(int fd, size_t len, int prot, int flags, off_t off, const char
 {
 	void *p;
 
-	step(expect, "mmap %s fd=%d len=%zu offset=%lld prot=%s flags=%s", what, fd, len, (long long)off,
+	step(expect, "mmap %s fd=%d len=%zu offset=%lld prot=%s map=%s", what, fd, len, (long long)off,
 	     prot == PROT_READ ? "READ" : "READ|WRITE", flags == MAP_PRIVATE ? "PRIVATE" : "SHARED");
 	errno = 0;
 	p = mmap(NULL, len, prot, flags, fd, off);
@@ -1195,7 +1196,7 @@ static int sec_vgem(void)
 			}
 		}
 		fs = (struct drm_vgem_fence_signal){ .fence = fence, .flags = 1 };
-		TRY("EINVAL", ioctl((int)card, DRM_IOCTL_VGEM_FENCE_SIGNAL, &fs), "DRM_IOCTL_VGEM_FENCE_SIGNAL bad flags flags=1");
+		TRY("EINVAL", ioctl((int)card, DRM_IOCTL_VGEM_FENCE_SIGNAL, &fs), "DRM_IOCTL_VGEM_FENCE_SIGNAL bad flags flags=0x1");
 		fs = (struct drm_vgem_fence_signal){ .fence = fence + 1000 };
 		TRY("ENOENT", ioctl((int)card, DRM_IOCTL_VGEM_FENCE_SIGNAL, &fs),
 		    "DRM_IOCTL_VGEM_FENCE_SIGNAL no such fence fence=%u", fs.fence);
