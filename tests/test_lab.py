@@ -240,3 +240,26 @@ def test_a_program_runs_in_the_vm_and_its_trace_checks(tmp_path: Path) -> None:
     trace = result.trace_path.read_text()
     assert f"dmaspec: kernel={k.release}" in trace
     assert "hello-" in trace  # the program's own events are in it
+
+
+@pytest.mark.lab
+def test_the_exerciser_checks_clean_on_debian_13_and_the_kernel_agrees_with_the_spec(tmp_path: Path) -> None:
+    """The issue's acceptance run: every section passes, the trace checks clean, full conformance."""
+    from checker.analysis import conformance
+    from checker.api import check_file
+
+    k = lab.fetch("debian-13")
+    program = lab.build_exerciser(tmp_path / "build")
+    result = lab.run(program, [], k, workdir=tmp_path / "run", timeout=300)
+    assert result.failure == "", result.console_path.read_text()[-3000:]
+    assert result.status == 0 and result.output[-1] == "exerciser: 6 passed, 0 failed, 0 skipped", result.output
+    checked = check_file(str(result.trace_path), fmt="ftrace")
+    assert checked.profile == "6.12"
+    assert checked.findings == [] and not checked.withheld and not checked.errors
+    c = conformance.analyze(str(result.trace_path), fmt="ftrace")
+    assert c.result.findings == [] and c.disagreed == 0
+    met = {(r.action.split("[")[0], r.rule) for r in c.rows}
+    assert {("syscall:ioctl", "CORE-SYNC-FLAGS"), ("syscall:ioctl", "CORE-SYNC-FILE-FLAGS"),
+            ("syscall:ioctl", "CORE-IOCTL-UNKNOWN"), ("syscall:llseek", "CORE-LLSEEK"),
+            ("syscall:mmap", "CORE-MMAP-TOO-LARGE")} <= met
+    assert c.agreed >= 50
