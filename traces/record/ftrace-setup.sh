@@ -434,10 +434,7 @@ cmd_start() {
 		tracefs_set set_event_pid "$PID"
 		tracefs_set options/event-fork 1
 	fi
-	# The marker first, before any event is enabled: the reader takes the kernel version from it.
-	tracefs_set tracing_on 1
-	tracefs_set trace_marker "dmaspec: kernel=$(uname -r)"
-	set_events 1
+	# The tracer before the marker: switching tracers empties the buffer.
 	if [ "$FUNCTION" = 1 ]; then
 		: >"$T/set_ftrace_filter"
 		for g in $FILTER_GLOBS; do
@@ -448,7 +445,12 @@ cmd_start() {
 			tracefs_set options/function-fork 1
 		fi
 		tracefs_set current_tracer function
+		: >"$T/trace"
 	fi
+	# The marker first, before any event is enabled: the reader takes the kernel version from it.
+	tracefs_set tracing_on 1
+	tracefs_set trace_marker "dmaspec: kernel=$(uname -r)"
+	set_events 1
 	warn "recording; run the program, then: $PROG stop -o trace.txt"
 }
 
