@@ -84,8 +84,10 @@ SYS_ENTER = re.compile(r"sys_(?P<name>\w+)\((?P<args>.*)\)\s*$")
 SYS_EXIT = re.compile(r"sys_(?P<name>\w+) -> (?P<ret>(?:0x)?[0-9a-fA-F]+)\s*$")
 SYS_TRACEPOINT = re.compile(r"(?:syscalls:)?sys_(?P<dir>enter|exit)_(?P<name>\w+):\s*(?P<body>.*?)\s*$")
 SYS_ARG = re.compile(r'(\w+): (?:0x)?([0-9a-fA-F]+)(?: "(?:[^"\\]|\\.)*"(?:\.\.\.)?)?')
-# What ftrace-setup.sh --syscalls writes after enabling the events: the syscalls and sched events it enabled.
-EVENTS_MARK = re.compile(r"dmaspec: syscalls=(?P<sys>[\w,]*)(?: sched=(?P<sched>[\w,]*))?")
+# What ftrace-setup.sh writes after enabling the events: how many probes it defined, the syscalls and sched events
+# it enabled.
+EVENTS_MARK = re.compile(r"dmaspec: (?:kprobes=(?P<kprobes>\d+) )?syscalls=(?P<sys>[\w,]*)"
+                         r"(?: sched=(?P<sched>[\w,]*))?")
 SYS_IN_HEAD = re.compile(r": (?:sys_(?P<name>\w+)(?:\(| -> )|(?:syscalls:)?sys_(?:enter|exit)_(?P<tp>\w+):)")
 
 
@@ -200,6 +202,7 @@ SYS_PARAMS = {"close": ("fd",), "dup": ("fildes",), "dup2": ("oldfd", "newfd"), 
 FOP_SYSCALL = {"dma_buf_ioctl": "ioctl", "dma_buf_mmap_internal": "mmap", "dma_buf_llseek": "lseek"}
 MAX_HELD = 1 << 16  # events held while a fork waits for its child's first line (thread or process?)
 
+CLOEXEC_RULES = ("FD-NO-CLOEXEC", "FD-CLOEXEC-LATE")  # what a new fd's close-on-exec flag decides
 # Rules the reader cannot feed, with what it lacks (a vmap's address is in an iosys_map the probes do not read).
 UNDECIDABLE = {"VMAP-VUNMAP-ADDRESS": ("the vmap address",), "CORE-VMAP-SAME-ADDRESS": ("the vmap address",)}
 
@@ -314,6 +317,7 @@ class SysCall:
 
     name: str
     args: dict[str, int]
+    pid: int
     fop: tuple[str, dict[str, int | str], int | str | None, str] | None = None  # (func, fields, ret, file) inside
     child: int | None = None  # the child sched_process_fork showed (a fork already written)
     releases: list[tuple[Event, str]] = field(default_factory=list)  # files released inside: after the return
@@ -416,7 +420,9 @@ class _Converter:
         self.files: dict[str, FileState] = {}
         self.tables = Tables()  # every process's dma-buf fds and mappings, as the checker will see them
         self.exported: set[str] = set()  # buffers exported in the trace (their reference may be installed unseen)
-        self.kprobes = bool(re.search(r": \((?:dma_buf_\w+\+0x|[^)]* <- dma_buf_)", head))
+        mark = EVENTS_MARK.search(head)
+        self.kprobes = bool(re.search(r": \((?:dma_buf_\w+\+0x|[^)]* <- dma_buf_)", head)) or \
+            bool(mark and int(mark["kprobes"] or 0))
         self.sync_flags = bool(re.search(r"dma_buf_ioctl\+0x[0-9a-f]+/0x[0-9a-f]+\)[^\n]* flags=", head))
         self.tgid = bool(re.search(r"-\d+\s+\(\s*(?:\d+|-+)\)\s+\[\d+\]", head))
         self.args_by_position: dict[str, dict[str, str]] = {}
@@ -736,8 +742,11 @@ class _Converter:
     def known_fd(self, ev: Event, dmabuf: str, fd: int) -> None:
         """``dma_buf_get(fd)`` showed that fd ``fd`` holds ``dmabuf``: its install may not have been seen."""
         if dmabuf not in self.tables.fds_of and dmabuf in self.exported:
-            self.emit(ev, "dma_buf_fd", {"dmabuf": dmabuf}, fd)
-            self.installed(ev, dmabuf, fd, None)
+            self.emit(ev, "dma_buf_fd", {"dmabuf": dmabuf, "flags": K.O_CLOEXEC}, fd)
+            self.installed(ev, dmabuf, fd, K.O_CLOEXEC)
+            if self.syscalls:
+                self.note_once("an fd whose install the trace does not show (dma_buf_get found it) is taken as "
+                               "created with O_CLOEXEC")
 
     def file_op(self, ev: Event, frame: Frame, ret: int | str | None) -> None:
         f = frame.fields
@@ -870,7 +879,7 @@ class _Converter:
         if name == "exit_group":
             self.process_exit(ev, s32(args.get("error_code")))
             return
-        self.calls[ev.tid] = SysCall(name, args)
+        self.calls[ev.tid] = SysCall(name, args, ev.pid)
 
     def unreturned(self, call: SysCall) -> None:
         """A call whose return the trace does not show (its exit event was not on yet, or lost)."""
@@ -883,7 +892,7 @@ class _Converter:
         ret = raw - (1 << 64) if raw >= 1 << 63 else raw
         call = self.calls.pop(ev.tid, None)
         if call is None and name in ("execve", "execveat"):  # a thread's exec: it returns as the leader
-            tid = next((t for t, c in self.calls.items() if c.name == name and t != ev.tid), None)
+            tid = next((t for t, c in self.calls.items() if c.name == name and c.pid == ev.pid), None)
             call = self.calls.pop(tid) if tid is not None else None
         if call is None or call.name != name:
             if call is not None:
@@ -1211,7 +1220,7 @@ TRACEPOINTS_UNOBSERVED = frozenset({
 def traced_syscalls(text: str) -> tuple[frozenset[str], bool]:
     """The system calls whose events the trace has, and whether it has ``sched_process_fork``, from its first lines.
 
-    ``ftrace-setup.sh --syscalls`` says which it enabled in a ``dmaspec: syscalls=... sched=...`` marker; a trace
+    ``ftrace-setup.sh`` says which it enabled in a ``dmaspec: kprobes=N syscalls=... sched=...`` marker; a trace
     of the script without that marker (its kernel marker, and syscall lines) has the set it always enabled; any
     other trace has the calls whose lines its head shows.
 
@@ -1276,6 +1285,12 @@ def read(stream: IO[bytes], file: str, head: bytes) -> Conversion:
     header = Header(profile=profile, unobserved=frozenset(unobserved), source=source)
     conversion = Conversion("ftrace", header, iter(()), conv.skipped, notes)
     conversion.undecidable = dict(UNDECIDABLE)
+    if syscalls and not conv.kprobes:
+        conversion.undecidable.update({r: ("the close-on-exec flag of new dma-buf fds (the dma_buf tracepoints do not "
+                                           "record it)",) for r in CLOEXEC_RULES})
+    elif syscalls and re.search(r"\(dma_buf_fd\+0x[0-9a-f]+/0x[0-9a-f]+\)(?![^\n]*\b(?:flags|arg2)=)", text):
+        conversion.undecidable.update({r: ("the close-on-exec flag of new dma-buf fds (a flags= field on the "
+                                           "dma_buf_fd probe)",) for r in CLOEXEC_RULES})
     conversion.events = _events(stream, file, conv, conversion)
     return conversion
 
