@@ -459,7 +459,8 @@ def test_the_events_marker_says_which_syscalls_the_trace_has() -> None:
 
 
 def trace_cmd(text: str) -> str:
-    """``text`` as trace-cmd report prints it: no flags or tgid column, syscall events from their print fmt."""
+    """``text`` as trace-cmd report prints it: no flags or tgid column, event names padded, syscall events from
+    their print fmt (how ``traces/ftrace/ok/trace-cmd-report-fork-exec.ftrace`` was made)."""
     out = ["cpus=2\n"]
     for line in text.splitlines():
         m = PREFIX.match(line)
@@ -473,24 +474,29 @@ def trace_cmd(text: str) -> str:
             rest = f"{'sys_enter_' + enter[1] + ':':<21} {args}"
         elif leave:
             rest = f"{'sys_exit_' + leave[1] + ':':<21} {leave[2]}"
+        else:
+            name, _, body = rest.partition(": ")
+            rest = f"{name + ':':<21} {body}"
         out.append(f"{m['comm']:>16}-{m['tid']:<5} [{m['cpu']}] {m['ts']}: {rest}\n")
     return "".join(out)
 
 
 def test_trace_cmd_report_syscall_lines_read_as_the_kernel_s() -> None:
-    path = SAMPLES / "bad" / "FD-NO-CLOEXEC" / "fork-exec-without-cloexec.ftrace"
-    kernel = read(path.read_bytes(), str(path))
-    text = trace_cmd(path.read_text())
-    assert "sys_enter_clone:      clone_flags: 0x01200011, newsp: 0x00000000" in text
-    assert "sys_exit_clone:       0x2bd" in text
-    report = read(text.encode(), "report.txt")
-    assert report.format == "ftrace"
-
     def ops(c: Any) -> list[tuple[str, object, object]]:
         return [(e["op"], e["args"], e.get("ret")) for _, e in c.events]
 
-    assert ops(report) == ops(kernel)
-    assert {f.rule for f in check(text).findings} == {"FD-NO-CLOEXEC"}
+    for name, report_name in (("bad/FD-NO-CLOEXEC/fork-exec-without-cloexec.ftrace", None),
+                              ("ok/fork-exec-with-cloexec.ftrace", "ok/trace-cmd-report-fork-exec.ftrace")):
+        path = SAMPLES / name
+        text = trace_cmd(path.read_text())
+        if report_name is not None:
+            assert (SAMPLES / report_name).read_text() == text
+        assert "sys_enter_clone:      clone_flags: 0x01200011, newsp: 0x00000000" in text
+        assert "sys_exit_clone:       0x2bd" in text and "dma_buf_fd_ret:       (dma_heap_ioctl+" in text
+        kernel, report = read(path.read_bytes(), str(path)), read(text.encode(), "report.txt")
+        assert report.format == "ftrace"
+        assert ops(report) == ops(kernel)
+        assert [f.rule for f in check(text).findings] == [f.rule for f in check_file(str(path)).findings]
 
 
 def test_lost_events_between_a_call_and_its_return_decide_nothing_about_the_fd() -> None:
@@ -609,3 +615,15 @@ def test_a_fork_waits_for_its_child_to_say_thread_or_process() -> None:
     assert [(e["op"], e.get("ret")) for _, e in events(process) if e.get("kind") == "syscall"] == [
         ("clone", 701), ("dup", 6)]
     assert [e["op"] for _, e in events(never) if e.get("kind") == "syscall"] == ["clone", "dup"]  # taken as a process
+
+
+def test_a_file_operation_whose_system_call_return_is_lost_is_written_as_its_probes_showed_it() -> None:
+    start, end = sync_ioctl(5, 2), sync_ioctl(5, 6)
+    cut = start[:start.rindex(" app-")]  # the sys_exit of the SYNC start is lost
+    text = HEADER + EVENTS_MARK + heap_fd() + cut + "CPU:0 [LOST 3 EVENTS]\n" + end
+    got = [(n, e["op"], e["args"].get("flags")) for n, e in events(text) if e["op"] in ("ioctl", "lost_events")]
+    n = text.count("\n")
+    # at the return probe's line, before the gap
+    assert got == [(n - 5, "ioctl", 2), (n - 4, "lost_events", None), (n, "ioctl", 6)]
+    result = check(text)
+    assert result.findings == [] and result.gaps == [n - 4]

@@ -66,7 +66,7 @@ PREFIX = re.compile(
     r"\s*(?P<comm>.*?)-(?P<tid>\d+)\s+(?:\(\s*(?P<tgid>\d+|-+)\)\s+)?\[(?P<cpu>\d+)\]\s+"
     r"(?:(?P<flags>[^\s:]{4,5})\s+)?(?P<ts>\d+(?:\.\d+)?):\s+(?P<rest>.*)")
 FUNCTION = re.compile(r"(?P<func>[\w.$]+) <-(?P<parent>\S+)$")
-EVENT = re.compile(r"(?P<name>[\w.:/-]+):\s?(?P<body>.*)$")
+EVENT = re.compile(r"(?P<name>[\w.:/-]+):\s*(?P<body>.*)$")  # trace-cmd pads the name: "dma_buf_put:      (..."
 PROBE = re.compile(r"\((?:(?P<entry>[\w.]+)\+0x[0-9a-f]+/0x[0-9a-f]+|(?P<caller>[^)]*?) <- (?P<ret>[\w.]+))\)\s*")
 FIELD = re.compile(r'([\w.]+)[=:]("(?:[^"\\]|\\.)*"|\S+)')
 LOST = re.compile(r"\s*CPU:?\s*(?P<cpu>\d+)\s+\[LOST (?P<count>\d+) EVENTS\]")
@@ -318,7 +318,8 @@ class SysCall:
     name: str
     args: dict[str, int]
     pid: int
-    fop: tuple[str, dict[str, int | str], int | str | None, str] | None = None  # (func, fields, ret, file) inside
+    # the file operation inside it, as its probes showed it: (func, fields, ret, file, the return probe's line)
+    fop: tuple[str, dict[str, int | str], int | str | None, str, Event] | None = None
     child: int | None = None  # the child sched_process_fork showed (a fork already written)
     releases: list[tuple[Event, str]] = field(default_factory=list)  # files released inside: after the return
 
@@ -520,10 +521,10 @@ class _Converter:
         if rest.startswith("<stack trace>") or rest.startswith("<user stack trace>"):
             self.stack_trace = True
             return
-        if rest.startswith(("sys_", "syscalls:")) and self.sys_line(ev, rest):
-            return
         e = EVENT.match(rest)
         if e is None:
+            if rest.startswith("sys_") and self.sys_line(ev, rest):
+                return  # the kernel's text of a syscall event: sys_close(fd: 3), sys_close -> 0x0
             self.skipped["ftrace line without an event name"] += 1
             return
         name, body = e["name"], e["body"]
@@ -542,6 +543,8 @@ class _Converter:
         if name.startswith(("dma_fence:", "dma_fence_")):
             self.fence(ev, name.removeprefix("dma_fence:"), dict(FIELD.findall(body)))
             return
+        if name.startswith(("sys_", "syscalls:")) and self.sys_line(ev, rest):
+            return  # trace-cmd's: sys_enter_close: fd: 0x00000003, sys_exit_close: 0x0
         if name.startswith(("dma_buf:", "dma_buf_")) and not self.kprobes:
             self.tracepoint(ev, name.removeprefix("dma_buf:"), {k: value(v) for k, v in FIELD.findall(body)})
             return
@@ -569,16 +572,15 @@ class _Converter:
         self.event(Event(n, g["comm"] or "", tid, tid, int(g["cpu"]), ts), comment["event"])
 
     def lost(self, n: int, cpu: int, count: int) -> None:
+        calls, self.calls = self.calls, {}
+        for call in calls.values():  # system calls open across the gap cannot be paired
+            self.unreturned(call)
         ev = Event(n, "", 0, 0, cpu, None)
         event: dict[str, Any] = {"op": "lost_events", "kind": "annotation", "tid": 0,
                                  "args": {"count": count, "cpu": cpu}}
         self.out.append((ev.line, event))
         self.stacks.clear()  # calls open across the gap cannot be paired
         self.last_entry.clear()
-        calls, self.calls = self.calls, {}
-        for call in calls.values():  # files released inside a call whose return is lost: released now
-            for at, file in call.releases:
-                self.release_file(at, file)
 
     # -- kprobes --
 
@@ -762,7 +764,7 @@ class _Converter:
                 self.release_file(ev, file)
             return
         if call is not None and call.name == FOP_SYSCALL[frame.func] and call.fop is None:
-            call.fop = (frame.func, dict(f), ret, file)  # one event with its system call, at its return
+            call.fop = (frame.func, dict(f), ret, file, ev)  # one event with its system call, at its return
             return
         state = self.files.setdefault(file, FileState())
         if state.dmabuf is None:
@@ -882,8 +884,13 @@ class _Converter:
         self.calls[ev.tid] = SysCall(name, args, ev.pid)
 
     def unreturned(self, call: SysCall) -> None:
-        """A call whose return the trace does not show (its exit event was not on yet, or lost)."""
+        """A call whose return the trace does not show (its exit event was not on yet, or lost): what its file
+        operation's probes showed is written as they showed it, and the files released inside it are released."""
         self.skipped[f"system call whose return the trace does not show ({call.name})"] += 1
+        if call.fop is not None:
+            _, _, ret, _, at = call.fop
+            fd = s32(call.args.get("fd"))
+            self.sys_fop(at, call, fd, returned(ret, "int") if ret is not None else None, traced=False)
         for at, file in call.releases:
             self.release_file(at, file)
 
@@ -972,10 +979,11 @@ class _Converter:
         else:
             self.fop_event(ev, fd, "dma_buf_llseek", {}, ret, call.args)
 
-    def sys_fop(self, ev: Event, call: SysCall, fd: int, ret: int) -> None:
-        """A system call the kprobes saw reach the dma-buf file operation ``call.fop``: one event, on ``fd``."""
+    def sys_fop(self, ev: Event, call: SysCall, fd: int, ret: int | str | None, traced: bool = True) -> None:
+        """A system call the kprobes saw reach the dma-buf file operation ``call.fop``: one event, on ``fd``
+        (``traced``: with the call's own arguments and result; otherwise as the probes showed it)."""
         assert call.fop is not None
-        func, fields, _, file = call.fop
+        func, fields, _, file, _ = call.fop
         self.fops_probed.add(func)
         t = self.tables(ev.pid)
         state = self.files.setdefault(file, FileState())
@@ -993,7 +1001,7 @@ class _Converter:
         elif held[0] != state.dmabuf:
             self.skipped[f"file operation on an fd the trace shows holding another dma-buf ({func})"] += 1
             return
-        self.fop_event(ev, fd, func, fields, ret, call.args)
+        self.fop_event(ev, fd, func, fields, ret, call.args if traced else None)
 
     def sys_execve(self, ev: Event, call: SysCall, ret: int) -> None:
         real = ev.real if ev.real is not None else ev.pid
@@ -1065,6 +1073,9 @@ class _Converter:
     def fork(self, ev: Event, call: SysCall | None, child: int, early: bool) -> None:
         """Task ``child`` was created, by the parent's ``call`` if the trace shows it (``early``: at the fork's
         sched_process_fork, before the child ran, rather than at the call's return)."""
+        if child in (ev.pid, ev.tid) or child <= 0:
+            self.skipped["a fork whose child is its parent"] += 1
+            return
         self.exited.discard(child)
         name = call.name if call is not None else ""
         flags = call.args.get("clone_flags") if call is not None and name == "clone" else None
