@@ -565,6 +565,7 @@ def test_a_process_killed_without_exit_group_exits_with_its_last_thread() -> Non
 
 def test_an_exec_in_a_thread_returns_as_the_leader() -> None:
     text = (HEADER + EVENTS_MARK + heap_fd()
+            + sc("sys_ioctl(fd: 0, cmd: 5401, arg: 7ffd)")  # the leader, in a call it never returns from
             + sc("sys_execve(filename: 55d0, argv: 7ffd, envp: 7ffe)", tid=703)
             + sc("sys_execve -> 0x0"))  # de_thread: the thread took the leader's pid
     assert [(e["op"], e.get("ret")) for _, e in events(text) if e.get("kind") == "syscall"] == [("execve", 0)]

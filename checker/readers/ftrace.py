@@ -898,9 +898,13 @@ class _Converter:
         self.syscalls = True
         ret = raw - (1 << 64) if raw >= 1 << 63 else raw
         call = self.calls.pop(ev.tid, None)
-        if call is None and name in ("execve", "execveat"):  # a thread's exec: it returns as the leader
+        if (call is None or call.name != name) and name in ("execve", "execveat"):
+            # another thread's exec returns as the leader, whose own call (if any) never will
             tid = next((t for t, c in self.calls.items() if c.name == name and c.pid == ev.pid), None)
-            call = self.calls.pop(tid) if tid is not None else None
+            if tid is not None:
+                if call is not None:
+                    self.unreturned(call)
+                call = self.calls.pop(tid)
         if call is None or call.name != name:
             if call is not None:
                 self.unreturned(call)
