@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -41,6 +43,11 @@ def kr(func: str, ret: str, *, tid: int = 100, tgid: int | None = 100, ts: float
 def events(text: str) -> list[tuple[int, dict[str, object]]]:
     data = text.encode()
     return list(convert(io.BufferedReader(io.BytesIO(data)), "t.txt").events)
+
+
+def read(data: bytes, name: str = "t.txt") -> Any:
+    """The conversion of ``data``, peeking at as much of it as check_file() does."""
+    return convert(io.BufferedReader(io.BytesIO(data), 1 << 16), name)
 
 
 def check(text: str, **options: object) -> Result:
@@ -380,3 +387,292 @@ def test_the_bundled_copy_is_the_shared_recording() -> None:
         original = shared / path.name
         # a fresh clone without ../shared checks the copy alone; beside it, the copy must not drift
         assert not original.exists() or original.read_bytes() == path.read_bytes(), path.name
+
+
+# -- system calls ---------------------------------------------------------------------------
+
+LAB = REAL / "fdplay-6.12-syscalls.txt"  # fdplay.c on Debian's 6.12.107, ftrace-setup.sh --function --syscalls
+FD_OPS = {"close", "dup", "dup2", "dup3", "fcntl", "fork", "vfork", "clone", "execve", "exit_group", "munmap",
+          "fd_received"}
+
+
+def line_of(path: Path, *needles: str, after: int = 0) -> int:
+    """The 1-based number of the first line after line ``after`` that has every needle."""
+    for n, text in enumerate(path.read_text().splitlines(), 1):
+        if n > after and all(x in text for x in needles):
+            return n
+    raise AssertionError(needles)
+
+
+def sc(rest: str, *, tid: int = 700, tgid: int | None = 700, ts: float = 1.0, comm: str = "app") -> str:
+    """A line of any event, as the kernel prints it."""
+    col = f" ({tgid:>7})" if tgid is not None else ""
+    return f" {comm}-{tid}{col} [000] ...1. {ts:12.6f}: {rest}\n"
+
+
+def heap_fd(fd: int = 5, flags: str = "0x2", **who: Any) -> str:
+    """A dma-heap allocation in a traced ioctl on /dev/dma_heap/system (fd 3) that installs ``fd``."""
+    return (sc("sys_ioctl(fd: 3, cmd: c0184800, arg: 7ffd0)", **who)
+            + sc('dma_buf_export: (dma_buf_export+0x4/0x2c0) exp_name="system" size=4096', **who)
+            + sc("dma_buf_export_ret: (system_heap_allocate+0x1f0/0x400 <- dma_buf_export) ret=0xb0 file=0xf0", **who)
+            + sc(f"dma_buf_fd: (dma_buf_fd+0x4/0x50) dmabuf=0xb0 flags={flags}", **who)
+            + sc(f"dma_buf_fd_ret: (dma_heap_ioctl+0x1c5/0x2b0 <- dma_buf_fd) ret={fd}", **who)
+            + sc("sys_ioctl -> 0x0", **who))
+
+
+MARK = ("tracing_mark_write: dmaspec: kprobes=52 syscalls=close,close_range,dup,dup2,dup3,fcntl,mmap,munmap,ioctl,"
+        "lseek,execve,exit_group,clone,clone3 sched=sched_process_fork,sched_process_exit")
+EVENTS_MARK = sc(MARK)
+
+
+def rules(result: Result) -> list[tuple[str, int]]:
+    return [(f.rule, f.line) for f in result.findings]
+
+
+@pytest.mark.parametrize("engine", ["compiled", "interpreter"])
+def test_the_lab_recording_with_syscalls_breaks_exactly_the_two_fd_rules(engine: str) -> None:
+    """fdplay sets close-on-exec late on a dup'd fd, and its child execs holding fd 20 from dup2 without it."""
+    result = check_file(str(LAB), engine=engine)
+    setfd = line_of(LAB, "sys_fcntl -> 0x0", after=line_of(LAB, "sys_fcntl(fd: 6, cmd: 2, arg: 1)"))
+    execve = line_of(LAB, "exe-650", "sys_execve -> 0x0")
+    assert rules(result) == [("FD-CLOEXEC-LATE", setfd), ("FD-NO-CLOEXEC", execve)]
+    assert [o.key for f in result.findings for o in f.objects] == [(649, 6), (650, 20)]
+    assert not result.withheld and not result.inconclusive and not result.errors
+    assert not {"FD-NO-CLOEXEC", "FD-CLOEXEC-LATE", "SYNC-LEAK", "CORE-IOCTL-UNKNOWN"} & set(result.narrowed)
+
+
+def test_the_lab_recording_converts_each_call_once() -> None:
+    conv = read(LAB.read_bytes(), str(LAB))
+    assert not FD_OPS & conv.header.unobserved
+    got = [(e["pid"], e["op"], e["args"], e.get("ret")) for _, e in conv.events if e["op"] != "marker"]
+    b = "0xff33aaf4c194bc00"
+    assert got == [
+        (649, "dma_buf_export", {"exp_name": "udmabuf", "size": 16384}, b),
+        (649, "dma_buf_fd", {"dmabuf": b, "flags": 0x80000}, 5),
+        (649, "dup", {"fd": 5}, 6),
+        (649, "dup2", {"fd": 5, "newfd": 20}, 20),
+        (649, "dup3", {"fd": 5, "newfd": 21, "flags": 0x80000}, 21),
+        (649, "fcntl", {"fd": 6, "cmd": "F_SETFD", "arg": 1}, 0),
+        (649, "fcntl", {"fd": 20, "cmd": "F_DUPFD_CLOEXEC", "arg": 30}, 30),
+        # the kprobes inside mmap and ioctl and the system calls are one event each, at the call's return
+        (649, "mmap", {"fd": 5, "length": 16384, "offset": 0, "prot": 3, "flags": 1}, "0x7f6e7393d000"),
+        (649, "ioctl", {"fd": 5, "cmd": 0x40086200, "flags": 2}, 0),
+        (649, "ioctl", {"fd": 5, "cmd": 0x40086200, "flags": 6}, 0),
+        (649, "munmap", {"addr": "0x7f6e7393d000", "length": 16384}, 0),
+        (649, "clone", {"flags": 0x1200011}, 650),
+        (650, "close", {"fd": 5}, 0),
+        (650, "close", {"fd": 21}, 0),
+        (650, "execve", {}, 0),  # closes 6 and 30 (close-on-exec); 20 survives
+        (650, "exit_group", {"status": 0}, None),
+        (649, "close", {"fd": 6}, 0),
+        (649, "close", {"fd": 20}, 0),
+        (649, "close", {"fd": 21}, 0),  # the second close(21) failed with EBADF on an fd no longer open: skipped
+        (649, "close", {"fd": 30}, 0),
+        (649, "close", {"fd": 5}, 0),  # the last reference: the file is released inside this close
+        (649, "exit_group", {"status": 0}, None),
+    ]
+    # the init shell's own fds, the ioctls on /dev/udmabuf and the tty, the trace_marker fd: not dma-buf events
+    assert conv.skipped["fd not known to be a dma-buf"] > 200
+    assert conv.skipped["system call whose return the trace does not show (close)"] == 4  # exits not on yet
+
+
+def test_without_syscall_events_fd_operations_stay_unobserved() -> None:
+    for path in REAL_TRACES:
+        conv = read(path.read_bytes(), str(path))
+        assert conv.header.unobserved >= FD_OPS, path.name
+        assert "syscalls" not in conv.header.source
+
+
+def test_the_events_marker_says_which_syscalls_the_trace_has() -> None:
+    text = (HEADER + sc("tracing_mark_write: dmaspec: kernel=6.12.57-amd64")
+            + sc("tracing_mark_write: dmaspec: kprobes=52 syscalls=close,dup3,mmap,ioctl,execve,exit_group,clone,"
+                 "clone3 sched=")
+            + sc("sys_close(fd: 3)") + sc("sys_close -> 0x0"))
+    conv = read(text.encode())
+    assert FD_OPS & conv.header.unobserved == {"dup", "dup2", "fcntl", "fork", "vfork", "munmap"}
+    assert conv.header.source["kprobes"]  # the marker says so, whether the first lines show one or not
+    assert conv.header.source["syscalls"] == ["clone", "clone3", "close", "dup3", "execve", "exit_group", "ioctl",
+                                              "mmap"]
+    assert any("close_range is not traced" in n for n in conv.notes)
+    # a recording of the script before it wrote that marker: its kernel marker and syscall lines
+    old = (HEADER + sc("tracing_mark_write: dmaspec: kernel=6.12.57-amd64") + sc("sys_close(fd: 3)")
+           + sc("dma_buf_put: (dma_buf_put+0x4/0x30) dmabuf=0xa"))
+    conv = read(old.encode())
+    assert not FD_OPS & conv.header.unobserved
+    # anyone else's: the calls its first lines show
+    other = HEADER + sc("sys_close(fd: 3)") + sc("sys_dup2 -> 0x1")
+    conv = read(other.encode())
+    # without kprobes, an fd that arrives unseen is never seen used: fd_received stays unobserved
+    assert FD_OPS & conv.header.unobserved == FD_OPS - {"close", "dup2"}
+
+
+def trace_cmd(text: str) -> str:
+    """``text`` as trace-cmd report prints it: no flags or tgid column, event names padded, syscall events from
+    their print fmt (how ``traces/ftrace/ok/trace-cmd-report-fork-exec.ftrace`` was made)."""
+    out = ["cpus=2\n"]
+    for line in text.splitlines():
+        m = PREFIX.match(line)
+        if m is None:
+            continue
+        rest = m["rest"]
+        enter = re.match(r"sys_(\w+)\((.*)\)$", rest)
+        leave = re.match(r"sys_(\w+) -> (0x[0-9a-f]+)$", rest)
+        if enter:
+            args = ", ".join(f"{k}: 0x{int(v, 16):08x}" for k, v in re.findall(r"(\w+): ([0-9a-f]+)", enter[2]))
+            rest = f"{'sys_enter_' + enter[1] + ':':<21} {args}"
+        elif leave:
+            rest = f"{'sys_exit_' + leave[1] + ':':<21} {leave[2]}"
+        else:
+            name, _, body = rest.partition(": ")
+            rest = f"{name + ':':<21} {body}"
+        out.append(f"{m['comm']:>16}-{m['tid']:<5} [{m['cpu']}] {m['ts']}: {rest}\n")
+    return "".join(out)
+
+
+def test_trace_cmd_report_syscall_lines_read_as_the_kernel_s() -> None:
+    def ops(c: Any) -> list[tuple[str, object, object]]:
+        return [(e["op"], e["args"], e.get("ret")) for _, e in c.events]
+
+    for name, report_name in (("bad/FD-NO-CLOEXEC/fork-exec-without-cloexec.ftrace", None),
+                              ("ok/fork-exec-with-cloexec.ftrace", "ok/trace-cmd-report-fork-exec.ftrace")):
+        path = SAMPLES / name
+        text = trace_cmd(path.read_text())
+        if report_name is not None:
+            assert (SAMPLES / report_name).read_text() == text
+        assert "sys_enter_clone:      clone_flags: 0x01200011, newsp: 0x00000000" in text
+        assert "sys_exit_clone:       0x2bd" in text and "dma_buf_fd_ret:       (dma_heap_ioctl+" in text
+        kernel, report = read(path.read_bytes(), str(path)), read(text.encode(), "report.txt")
+        assert report.format == "ftrace"
+        assert ops(report) == ops(kernel)
+        assert [f.rule for f in check(text).findings] == [f.rule for f in check_file(str(path)).findings]
+
+
+def test_lost_events_between_a_call_and_its_return_decide_nothing_about_the_fd() -> None:
+    path = SAMPLES / "inconclusive" / "cloexec-set-across-lost-events.ftrace"
+    result = check_file(str(path))
+    assert result.findings == [] and result.withheld == {"FD-NO-CLOEXEC": 1} and result.inconclusive
+    assert result.gaps == [line_of(path, "LOST 4096 EVENTS")]
+    conv = read(path.read_bytes(), str(path))
+    list(conv.events)
+    assert conv.skipped["system call return without its call (fcntl)"] == 1
+
+
+def test_negative_returns_and_closes_that_fail() -> None:
+    text = (HEADER + EVENTS_MARK + heap_fd() + sc("sys_dup(fildes: 5)") + sc("sys_dup -> 0x6")
+            + sc("sys_close(fd: 6)") + sc("sys_close -> 0xfffffffffffffffc")  # EINTR: the fd is gone all the same
+            + sc("sys_close(fd: 5)") + sc("sys_close -> 0xfffffffffffffff7")  # EBADF: nothing was closed
+            + sc("sys_execve(filename: 55d0, argv: 7ffd, envp: 7ffe)") + sc("sys_execve -> 0x0"))
+    got = [(e["op"], e.get("ret")) for _, e in events(text) if e.get("kind") == "syscall"]
+    assert got == [("dup", 6), ("close", -4), ("close", -9), ("execve", 0)]
+    assert [(f.rule, [o.key for o in f.objects]) for f in check(text).findings] == [("FD-NO-CLOEXEC", [(700, 5)])]
+
+
+def sync_ioctl(fd: int, flags: int, *, probe: bool = True) -> str:
+    """DMA_BUF_IOCTL_SYNC on ``fd`` as a traced system call, with the dma_buf_ioctl probe inside."""
+    inner = (sc(f"dma_buf_ioctl: (dma_buf_ioctl+0x4/0x410) file=0xf0 cmd=0x40086200 arg=0x7ffd flags=0x{flags:x}")
+             + sc("dma_buf_ioctl_ret: (__x64_sys_ioctl+0x97/0xc0 <- dma_buf_ioctl) ret=0")) if probe else ""
+    return sc(f"sys_ioctl(fd: {fd:x}, cmd: 40086200, arg: 7ffd)") + inner + sc("sys_ioctl -> 0x0")
+
+
+def test_fioclex_sets_close_on_exec_and_the_vfs_ioctls_are_not_dma_buf_ioctls() -> None:
+    text = (HEADER + EVENTS_MARK + heap_fd()
+            + sc("sys_ioctl(fd: 5, cmd: 5421, arg: 7ffd)") + sc("sys_ioctl -> 0x0")  # FIONBIO
+            + sc("sys_ioctl(fd: 5, cmd: 5451, arg: 0)") + sc("sys_ioctl -> 0x0")  # FIOCLEX
+            + sync_ioctl(5, 2) + sync_ioctl(5, 6)
+            + sc("sys_execve(filename: 55d0, argv: 7ffd, envp: 7ffe)") + sc("sys_execve -> 0x0"))
+    got = [(e["op"], e["args"]) for _, e in events(text) if e.get("kind") == "syscall"]
+    assert got == [("fcntl", {"fd": 5, "cmd": "F_SETFD", "arg": 1}),
+                   ("ioctl", {"fd": 5, "cmd": 0x40086200, "flags": 2}),
+                   ("ioctl", {"fd": 5, "cmd": 0x40086200, "flags": 6}), ("execve", {})]
+    assert [f.rule for f in check(text).findings] == ["FD-CLOEXEC-LATE"]
+
+
+def test_an_ioctl_the_dma_buf_core_did_not_see_is_not_a_dma_buf_ioctl() -> None:
+    """With the dma_buf_ioctl probe in the trace, an ioctl on a dma-buf fd that it did not see is not converted
+    (the fd's table is stale, or the call failed before the file's ioctl); without the probe, the system call is
+    all there is, and a SYNC without its flags is skipped."""
+    text = HEADER + EVENTS_MARK + heap_fd() + sync_ioctl(5, 2) + sync_ioctl(5, 6, probe=False)
+    conv = read(text.encode())
+    assert [e["args"].get("flags") for _, e in conv.events if e["op"] == "ioctl"] == [2]
+    assert conv.skipped["ioctl on a dma-buf fd that dma_buf_ioctl did not see"] == 1
+    blind = HEADER + EVENTS_MARK + heap_fd() + sync_ioctl(5, 2, probe=False)
+    conv = read(blind.encode())
+    assert [e["op"] for _, e in conv.events if e["op"] == "ioctl"] == []
+    assert conv.skipped["DMA_BUF_IOCTL_SYNC whose flags the trace does not record"] == 1
+
+
+def test_a_process_killed_without_exit_group_exits_with_its_last_thread() -> None:
+    text = (HEADER + EVENTS_MARK + heap_fd(flags="0x80002") + sync_ioctl(5, 2)
+            + sc("sys_close(fd: 5)", tid=701) + sc("sys_close -> 0x9", tid=701)  # a second thread, seen
+            + sc("sched_process_exit: comm=app pid=700 prio=120", ts=2)  # SIGKILL: the leader goes first
+            + sc("sched_process_exit: comm=app pid=701 prio=120", tid=701, ts=2))
+    got = [(n, e["op"]) for n, e in events(text) if e.get("kind") == "syscall"]
+    assert got[-1] == (text.count("\n"), "exit_group")  # at the last thread's exit, not the leader's
+    assert [f.rule for f in check(text).findings] == ["SYNC-LEAK"]
+
+
+def test_an_exec_in_a_thread_returns_as_the_leader() -> None:
+    text = (HEADER + EVENTS_MARK + heap_fd()
+            + sc("sys_ioctl(fd: 0, cmd: 5401, arg: 7ffd)")  # the leader, in a call it never returns from
+            + sc("sys_execve(filename: 55d0, argv: 7ffd, envp: 7ffe)", tid=703)
+            + sc("sys_execve -> 0x0"))  # de_thread: the thread took the leader's pid
+    assert [(e["op"], e.get("ret")) for _, e in events(text) if e.get("kind") == "syscall"] == [("execve", 0)]
+    assert [f.rule for f in check(text).findings] == ["FD-NO-CLOEXEC"]
+
+
+def test_a_clone_files_child_shares_the_fd_table_until_it_execs() -> None:
+    text = (HEADER + EVENTS_MARK + heap_fd()
+            + sc("sys_clone(clone_flags: 511, newsp: 0, parent_tidptr: 0, child_tidptr: 0, tls: 0)")  # VM|FILES|CHLD
+            + sc("sched_process_fork: comm=app pid=700 child_comm=app child_pid=710")
+            + sc("sys_clone -> 0x2c6")
+            + sc("sys_dup(fildes: 5)", tid=710, tgid=710) + sc("sys_dup -> 0x6", tid=710, tgid=710)
+            + sc("sys_execve(filename: 55d0, argv: 7ffd, envp: 7ffe)", tid=710, tgid=710)
+            + sc("sys_execve -> 0x0", tid=710, tgid=710)
+            + sc("sys_exit_group(error_code: 0)", tid=710, tgid=710)
+            + sc("sys_close(fd: 6)") + sc("sys_close -> 0x0") + sc("sys_close(fd: 5)") + sc("sys_close -> 0x0"))
+    got = [(e["pid"], e["op"], e["args"], e.get("ret")) for _, e in events(text) if e.get("kind") == "syscall"]
+    assert got == [(700, "dup", {"fd": 5}, 6),  # the child's dup is in the table it shares with its parent
+                   (700, "fork", {}, 710),  # exec gives the child a copy of that table ...
+                   (710, "execve", {}, 0),  # ... whose fds 5 and 6 survive the exec
+                   (710, "exit_group", {"status": 0}, None),
+                   (700, "close", {"fd": 6}, 0), (700, "close", {"fd": 5}, 0)]
+    assert [(f.rule, [o.key for o in f.objects]) for f in check(text).findings] == [
+        ("FD-NO-CLOEXEC", [(710, 5)]), ("FD-NO-CLOEXEC", [(710, 6)])]
+
+
+def test_without_the_tgid_column_a_thread_clone_is_its_process() -> None:
+    who: dict[str, Any] = {"tgid": None}
+    text = (HEADER + sc(MARK, **who) + heap_fd(**who)
+            + sc("sys_clone(clone_flags: 3d0f00, newsp: 0, parent_tidptr: 0, child_tidptr: 0, tls: 0)", **who)
+            + sc("sched_process_fork: comm=app pid=700 child_comm=app child_pid=701", **who)
+            + sc("sys_clone -> 0x2bd", **who)
+            + sc("sys_close(fd: 5)", tid=701, **who) + sc("sys_close -> 0x0", tid=701, **who)
+            + sc("sys_execve(filename: 55d0, argv: 7ffd, envp: 7ffe)", **who) + sc("sys_execve -> 0x0", **who))
+    got = [(e["tid"], e["pid"], e["op"]) for _, e in events(text) if e.get("kind") == "syscall"]
+    assert got == [(700, 700, "clone"), (701, 700, "close"), (700, 700, "execve")]
+    assert check(text).findings == []
+
+
+def test_a_fork_waits_for_its_child_to_say_thread_or_process() -> None:
+    clone3 = (sc("sys_clone3(uargs: 7ffd, size: 58)") + sc("sched_process_fork: comm=app pid=700 child_comm=app "
+                                                           "child_pid=701") + sc("sys_clone3 -> 0x2bd"))
+    after = sc("sys_dup(fildes: 5)") + sc("sys_dup -> 0x6")
+    thread = HEADER + EVENTS_MARK + heap_fd() + clone3 + after + sc("sys_clone3 -> 0x0", tid=701, tgid=700)
+    process = HEADER + EVENTS_MARK + heap_fd() + clone3 + after + sc("sys_clone3 -> 0x0", tid=701, tgid=701)
+    never = HEADER + EVENTS_MARK + heap_fd() + clone3 + after
+    assert [e["op"] for _, e in events(thread) if e.get("kind") == "syscall"] == ["dup"]
+    assert [(e["op"], e.get("ret")) for _, e in events(process) if e.get("kind") == "syscall"] == [
+        ("clone", 701), ("dup", 6)]
+    assert [e["op"] for _, e in events(never) if e.get("kind") == "syscall"] == ["clone", "dup"]  # taken as a process
+
+
+def test_a_file_operation_whose_system_call_return_is_lost_is_written_as_its_probes_showed_it() -> None:
+    start, end = sync_ioctl(5, 2), sync_ioctl(5, 6)
+    cut = start[:start.rindex(" app-")]  # the sys_exit of the SYNC start is lost
+    text = HEADER + EVENTS_MARK + heap_fd() + cut + "CPU:0 [LOST 3 EVENTS]\n" + end
+    got = [(n, e["op"], e["args"].get("flags")) for n, e in events(text) if e["op"] in ("ioctl", "lost_events")]
+    n = text.count("\n")
+    # at the return probe's line, before the gap
+    assert got == [(n - 5, "ioctl", 2), (n - 4, "lost_events", None), (n, "ioctl", 6)]
+    result = check(text)
+    assert result.findings == [] and result.gaps == [n - 4]

@@ -284,6 +284,22 @@ def test_execve_keeps_only_fds_without_cloexec() -> None:
     assert [f.rule for f in check(text).findings] == ["FD-NO-CLOEXEC"]
 
 
+def test_fioclex_is_close_on_exec_and_the_vfs_ioctls_never_reach_the_dma_buf() -> None:
+    """The VFS answers FIOCLEX, FIONCLEX, FIONBIO... for every file: they are not unknown dma-buf ioctls."""
+    text = HEAP + ("1200  dup(4</dmabuf:>) = 5</dmabuf:>\n"
+                   "1200  ioctl(5</dmabuf:>, FIONBIO, [1]) = 0\n"
+                   "1200  ioctl(5</dmabuf:>, FIOCLEX) = 0\n"
+                   "1200  ioctl(4</dmabuf:>, 0x5450) = 0\n"  # FIONCLEX, as a number
+                   '1200  execve("/bin/sh", ["sh"], 0x7ffc /* 3 vars */) = 0\n')
+    conv = conversion(text)
+    assert [(e["op"], e["args"]) for _, e in conv.events][3:] == [
+        ("fcntl", {"fd": 5, "cmd": "F_SETFD", "arg": 1}), ("fcntl", {"fd": 4, "cmd": "F_SETFD", "arg": 0}),
+        ("execve", {"filename": "/bin/sh"})]
+    assert conv.skipped["ioctl the VFS answers itself (never reaches the dma-buf)"] == 1
+    assert [(f.rule, [o.key for o in f.objects]) for f in check(text).findings] == [
+        ("FD-CLOEXEC-LATE", [(1200, 5)]), ("FD-NO-CLOEXEC", [(1200, 4)])]
+
+
 def test_dup_family_fcntl_lseek_mmap_munmap() -> None:
     text = HEAP + ("1200  dup2(4</dmabuf:>, 10</dev/null>) = 10</dmabuf:>\n"
                    "1200  dup3(4</dmabuf:>, 11, O_CLOEXEC) = 11</dmabuf:>\n"

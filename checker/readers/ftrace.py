@@ -15,7 +15,15 @@ What it reads, line by line:
   ``dma_fence:*`` tracepoints (fences named by context and seqno);
 - ``function`` tracer lines (``func <-parent``), which only confirm nesting;
 - ``tracing_mark_write`` markers, and ``CPU:N [LOST M EVENTS]``, which
-  becomes a gap.
+  becomes a gap;
+- the ``syscalls:sys_enter_*``/``sys_exit_*`` tracepoints, as the kernel
+  prints them (``sys_dup2(oldfd: b, newfd: 14)``, ``sys_dup2 -> 0x14``) or
+  as ``trace-cmd report`` does (``sys_enter_dup2: oldfd: 0x0000000b, ...``,
+  ``sys_exit_dup2: 0x14``), paired per thread, and ``sched_process_fork``
+  and ``sched_process_exit``.  They keep every process's table of dma-buf
+  fds and mappings (``checker.readers.syscalls``, shared with the strace
+  reader) and become ``close``, ``dup``, ``dup2``, ``dup3``, ``fcntl``,
+  ``munmap``, ``fork``/``clone``, ``execve`` and ``exit_group`` events.
 
 Kernel-internal nesting is folded: ``dma_buf_attach`` calling
 ``dma_buf_dynamic_attach``, an ``_unlocked`` variant calling the locked one,
@@ -24,7 +32,9 @@ the caller.  Userspace file operations (``dma_buf_llseek``, ``dma_buf_ioctl``,
 ``dma_buf_mmap_internal``) name a ``struct file``, not an fd: they become
 system calls once the file is linked to its buffer (a ``file=`` field on the
 export's return probe, or a call inside them that names the buffer) and the
-buffer's fd is known; otherwise they are skipped and counted.  What the
+buffer's fd is known; otherwise they are skipped and counted.  Inside a
+traced ``ioctl``, ``mmap`` or ``lseek`` system call the fd is the call's own,
+and the two are one event, written at the call's return.  What the
 format cannot see goes into the header's ``unobserved``, so the rules that
 need it are narrowed, never guessed.
 
@@ -40,13 +50,15 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from checker.core import InputError
 from checker.readers import Conversion, Converted, Reader
+from checker.readers import syscalls as fdt
 from checker.trace import Header
+from spec import kernel as K
 
 # -- the line ------------------------------------------------------------------------------
 
@@ -54,7 +66,7 @@ PREFIX = re.compile(
     r"\s*(?P<comm>.*?)-(?P<tid>\d+)\s+(?:\(\s*(?P<tgid>\d+|-+)\)\s+)?\[(?P<cpu>\d+)\]\s+"
     r"(?:(?P<flags>[^\s:]{4,5})\s+)?(?P<ts>\d+(?:\.\d+)?):\s+(?P<rest>.*)")
 FUNCTION = re.compile(r"(?P<func>[\w.$]+) <-(?P<parent>\S+)$")
-EVENT = re.compile(r"(?P<name>[\w.:/-]+):\s?(?P<body>.*)$")
+EVENT = re.compile(r"(?P<name>[\w.:/-]+):\s*(?P<body>.*)$")  # trace-cmd pads the name: "dma_buf_put:      (..."
 PROBE = re.compile(r"\((?:(?P<entry>[\w.]+)\+0x[0-9a-f]+/0x[0-9a-f]+|(?P<caller>[^)]*?) <- (?P<ret>[\w.]+))\)\s*")
 FIELD = re.compile(r'([\w.]+)[=:]("(?:[^"\\]|\\.)*"|\S+)')
 LOST = re.compile(r"\s*CPU:?\s*(?P<cpu>\d+)\s+\[LOST (?P<count>\d+) EVENTS\]")
@@ -68,6 +80,18 @@ GRAPH = re.compile(r"\s*(?:(?P<ts>\d+\.\d+)\s*\|\s*)?(?P<cpu>\d+)\)\s+(?:(?P<com
 GRAPH_COMMENT = re.compile(r"/\*\s*(?P<event>.*?)\s*\*/$")
 GRAPH_SWITCH = re.compile(r"\s*(?:-{8,}|\d+\)\s+\S.*=>\s+\S)")
 WRITTEN = re.compile(r"#\s*entries-in-buffer/entries-written:\s*(?P<kept>\d+)/(?P<written>\d+)")
+# System call tracepoints: the kernel's own text ("sys_close(fd: 3)", "sys_close -> 0x0"; values in hex without
+# 0x, a user string after a pointer on newer kernels) and trace-cmd's, from the events' print fmt
+# ("sys_enter_close: fd: 0x00000003", "sys_exit_close: 0x0").
+SYS_ENTER = re.compile(r"sys_(?P<name>\w+)\((?P<args>.*)\)\s*$")
+SYS_EXIT = re.compile(r"sys_(?P<name>\w+) -> (?P<ret>(?:0x)?[0-9a-fA-F]+)\s*$")
+SYS_TRACEPOINT = re.compile(r"(?:syscalls:)?sys_(?P<dir>enter|exit)_(?P<name>\w+):\s*(?P<body>.*?)\s*$")
+SYS_ARG = re.compile(r'(\w+): (?:0x)?([0-9a-fA-F]+)(?: "(?:[^"\\]|\\.)*"(?:\.\.\.)?)?')
+# What ftrace-setup.sh writes after enabling the events: how many probes it defined, the syscalls and sched events
+# it enabled.
+EVENTS_MARK = re.compile(r"dmaspec: (?:kprobes=(?P<kprobes>\d+) )?syscalls=(?P<sys>[\w,]*)"
+                         r"(?: sched=(?P<sched>[\w,]*))?")
+SYS_IN_HEAD = re.compile(r": (?:sys_(?P<name>\w+)(?:\(| -> )|(?:syscalls:)?sys_(?:enter|exit)_(?P<tp>\w+):)")
 
 
 def sniff(head: bytes) -> bool:
@@ -166,6 +190,23 @@ ALWAYS_UNOBSERVED = frozenset({
     "mutex_lock_interruptible", "mutex_trylock", "mutex_unlock", "mmap_read_lock", "mmap_write_lock",
     "mmap_read_unlock", "mmap_write_unlock", "dma_fence_begin_signalling", "dma_fence_end_signalling", "alloc",
 })
+# The ops a traced system call shows: they leave the unobserved set when the trace has the call's events.
+SYSCALL_OPS = {"close": ("close",), "dup": ("dup",), "dup2": ("dup2",), "dup3": ("dup3",), "fcntl": ("fcntl",),
+               "munmap": ("munmap",), "execve": ("execve",), "exit_group": ("exit_group",)}
+# What ftrace-setup.sh --syscalls enabled before it wrote the events marker (with sched_process_fork and _exit).
+SETUP_SYSCALLS = frozenset({"close", "dup", "dup2", "dup3", "fcntl", "mmap", "munmap", "ioctl", "lseek", "execve",
+                            "exit_group", "clone", "clone3"})
+FORKS = frozenset({"clone", "clone3", "fork", "vfork"})
+# A system call's arguments by position, where the reader needs them: trace-cmd and the kernel name them the same.
+SYS_PARAMS = {"close": ("fd",), "dup": ("fildes",), "dup2": ("oldfd", "newfd"), "dup3": ("oldfd", "newfd", "flags"),
+              "fcntl": ("fd", "cmd", "arg"), "ioctl": ("fd", "cmd", "arg"), "lseek": ("fd", "offset", "whence"),
+              "mmap": ("addr", "len", "prot", "flags", "fd", "off"), "munmap": ("addr", "len"),
+              "exit_group": ("error_code",), "clone": ("clone_flags",)}
+# The system call a file operation runs inside.
+FOP_SYSCALL = {"dma_buf_ioctl": "ioctl", "dma_buf_mmap_internal": "mmap", "dma_buf_llseek": "lseek"}
+MAX_HELD = 1 << 16  # events held while a fork waits for its child's first line (thread or process?)
+
+CLOEXEC_RULES = ("FD-NO-CLOEXEC", "FD-CLOEXEC-LATE")  # what a new fd's close-on-exec flag decides
 # Rules the reader cannot feed, with what it lacks (a vmap's address is in an iosys_map the probes do not read).
 UNDECIDABLE = {"VMAP-VUNMAP-ADDRESS": ("the vmap address",), "CORE-VMAP-SAME-ADDRESS": ("the vmap address",)}
 
@@ -225,6 +266,17 @@ def is_null(v: int | str | None) -> bool:
     return number(v) == 0 or v in (None, "(null)", "(nil)")
 
 
+def s64(v: int | None) -> int:
+    v = (v or 0) & ((1 << 64) - 1)
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def s32(v: int | None) -> int:
+    """A system call's int argument (fds, commands), printed as an unsigned long: -1 is ffffffffffffffff."""
+    v = (v or 0) & 0xFFFFFFFF
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
 # -- per thread and per file ----------------------------------------------------------------
 
 @dataclass
@@ -245,9 +297,10 @@ class Event:
     line: int
     comm: str
     tid: int
-    pid: int
+    pid: int  # the process whose fds the line's calls use
     cpu: int
     ts: float | None
+    real: int | None = None  # the process itself, when it shares another's fd table (clone with CLONE_FILES)
 
 
 @dataclass
@@ -255,12 +308,111 @@ class FileState:
     """A dma-buf's struct file, as far as the trace links it."""
 
     dmabuf: str | None = None
-    vmas: list[str] = field(default_factory=list)
     sync: int | None = None  # the access bits of an open DMA_BUF_IOCTL_SYNC start
     pending: list[tuple[Event, str, dict[str, int | str], int | str | None]] = field(default_factory=list)
 
 
 MAX_PENDING = 64  # file operations held per file until it is linked to its buffer
+
+
+@dataclass
+class SysCall:
+    """A system call whose ``sys_enter`` came and whose ``sys_exit`` has not."""
+
+    name: str
+    args: dict[str, int]
+    pid: int
+    # the file operation inside it, as its probes showed it: (func, fields, ret, file, the return probe's line)
+    fop: tuple[str, dict[str, int | str], int | str | None, str, Event] | None = None
+    child: int | None = None  # the child sched_process_fork showed (a fork already written)
+    releases: list[tuple[Event, str]] = field(default_factory=list)  # files released inside: after the return
+
+
+@dataclass(eq=False)
+class ProcTable(fdt.Table):
+    """A process's dma-buf fds and mappings, kept in the reader's index by buffer too."""
+
+    pid: int = 0
+    index: Tables | None = None
+
+    def put_fd(self, fd: int, buffer: str, cloexec: bool) -> None:
+        old = self.fds.get(fd)
+        if old is not None and old[0] != buffer and self.index is not None:
+            self._unindex(self.index.fds_of, old[0], (self.pid, fd))
+        self.fds[fd] = (buffer, cloexec)
+        if self.index is not None:
+            self.index.fds_of.setdefault(buffer, {})[(self.pid, fd)] = None
+
+    def drop_fd(self, fd: int) -> None:
+        buffer, _ = self.fds.pop(fd)
+        if self.index is not None:
+            self._unindex(self.index.fds_of, buffer, (self.pid, fd))
+
+    def put_map(self, addr: str, buffer: str) -> None:
+        old = self.maps.get(addr)
+        if old is not None and old != buffer and self.index is not None:
+            self._unindex(self.index.maps_of, old, (self.pid, addr))
+        self.maps[addr] = buffer
+        if self.index is not None:
+            self.index.maps_of.setdefault(buffer, {})[(self.pid, addr)] = None
+
+    def drop_map(self, addr: str) -> None:
+        buffer = self.maps.pop(addr)
+        if self.index is not None:
+            self._unindex(self.index.maps_of, buffer, (self.pid, addr))
+
+    @staticmethod
+    def _unindex(index: dict[str, dict[Any, None]], buffer: str, key: Any) -> None:
+        where = index.get(buffer)
+        if where is not None:
+            where.pop(key, None)
+            if not where:
+                del index[buffer]
+
+
+class Tables:
+    """Every process's table (made on first use), and where each buffer has fds and mappings."""
+
+    def __init__(self) -> None:
+        self.procs: dict[int, ProcTable] = {}
+        self.fds_of: dict[str, dict[tuple[int, int], None]] = {}
+        self.maps_of: dict[str, dict[tuple[int, str], None]] = {}
+
+    def __call__(self, pid: int) -> ProcTable:
+        t = self.procs.get(pid)
+        if t is None:
+            t = self.procs[pid] = ProcTable(pid=pid, index=self)
+        return t
+
+    def fd_in(self, pid: int, buffer: str) -> int | None:
+        """An fd of process ``pid`` that holds ``buffer``."""
+        for p, fd in self.fds_of.get(buffer, ()):
+            if p == pid:
+                return fd
+        return None
+
+    def fork(self, parent: int, child: int) -> ProcTable:
+        """The child's table: a copy of the parent's, replacing what a process with the child's pid left."""
+        self.drop(child)
+        t = self(child)
+        source = self.procs.get(parent)
+        if source is not None:
+            for fd, (buffer, cloexec) in source.fds.items():
+                t.put_fd(fd, buffer, cloexec)
+            for addr, buffer in source.maps.items():
+                t.put_map(addr, buffer)
+        return t
+
+    def drop(self, pid: int) -> None:
+        """Forget process ``pid``'s table."""
+        t = self.procs.pop(pid, None)
+        if t is not None:
+            t.clear()
+
+    def prune(self, pid: int) -> None:
+        t = self.procs.get(pid)
+        if t is not None and not t.fds and not t.maps:
+            del self.procs[pid]
 
 
 class _Converter:
@@ -271,16 +423,29 @@ class _Converter:
         self.stacks: dict[int, list[Frame]] = {}
         self.last_entry: dict[int, Frame] = {}  # the last entry-only call per thread (to fold its inner call)
         self.files: dict[str, FileState] = {}
-        self.fds: dict[str, tuple[int, int]] = {}  # dmabuf -> (pid, fd) its reference is installed in
-        self.fd_owner: dict[tuple[int, int], str] = {}  # (pid, fd) -> dmabuf
+        self.tables = Tables()  # every process's dma-buf fds and mappings, as the checker will see them
         self.exported: set[str] = set()  # buffers exported in the trace (their reference may be installed unseen)
-        self.kprobes = bool(re.search(r": \((?:dma_buf_\w+\+0x|[^)]* <- dma_buf_)", head))
+        mark = EVENTS_MARK.search(head)
+        self.kprobes = bool(re.search(r": \((?:dma_buf_\w+\+0x|[^)]* <- dma_buf_)", head)) or \
+            bool(mark and int(mark["kprobes"] or 0))
         self.sync_flags = bool(re.search(r"dma_buf_ioctl\+0x[0-9a-f]+/0x[0-9a-f]+\)[^\n]* flags=", head))
         self.tgid = bool(re.search(r"-\d+\s+\(\s*(?:\d+|-+)\)\s+\[\d+\]", head))
         self.args_by_position: dict[str, dict[str, str]] = {}
         self.stack_trace = False
         self.graph_without_threads = False
         self.out: list[Converted] = []
+        # -- system calls
+        self.syscalls = False  # a sys_enter/sys_exit line was seen
+        self.calls: dict[int, SysCall] = {}  # per thread: the system call in progress
+        self.fops_probed = {f for f in FOP_SYSCALL if f"({f}+0x" in head}  # file operations the probes show
+        self.involved: set[int] = set()  # processes with dma-buf events: their forks, execs and exits are written
+        self.exited: set[int] = set()  # processes whose exit_group was written
+        self.threads: dict[int, set[int]] = {}  # involved process -> its other threads seen alive
+        self.leader_gone: set[int] = set()  # involved processes whose leader exited while threads ran on
+        self.thread_pid: dict[int, int] = {}  # without the tgid column: threads created in the trace -> process
+        self.files_of: dict[int, int] = {}  # process created with CLONE_FILES -> the process whose fds it shares
+        self.undecided: dict[int, tuple[int, dict[str, Any], ProcTable]] = {}  # fork waiting for its child's tgid
+        self.hidden_closes = 0  # fds and mappings the kernel released without a traced close or munmap
 
     # -- emitting --
 
@@ -296,6 +461,18 @@ class _Converter:
         event["comm"] = ev.comm
         event["cpu"] = ev.cpu
         self.out.append((ev.line, event))
+        if kind != "annotation":
+            self.involved.add(ev.pid)
+            if ev.tid != ev.pid and self.syscalls:
+                self.threads.setdefault(ev.pid, set()).add(ev.tid)
+
+    def apply(self, ev: Event, outcome: list[fdt.Out] | str) -> None:
+        """Emit what a system call became in the fd tables (``checker.readers.syscalls``), or count why not."""
+        if isinstance(outcome, str):
+            self.skipped[outcome] += 1
+            return
+        for op, args, ret in outcome:
+            self.emit(ev, op, args, ret, kind="syscall")
 
     # -- lines --
 
@@ -327,8 +504,12 @@ class _Converter:
             raise InputError(self.file, n, "not an ftrace line: expected 'TASK-PID [CPU] FLAGS TIMESTAMP: EVENT'")
         tid = int(m["tid"])
         tgid = m["tgid"]
-        pid = int(tgid) if tgid and tgid.isdigit() else tid
+        pid = int(tgid) if tgid and tgid.isdigit() else self.thread_pid.get(tid, tid) if self.thread_pid else tid
         ev = Event(n, m["comm"], tid, pid, int(m["cpu"]), float(m["ts"]))
+        if self.undecided and tid in self.undecided:
+            self.decide(tid, "thread" if tgid and tgid.isdigit() and pid != tid else "process")
+        if self.files_of and pid in self.files_of:
+            ev.pid, ev.real = self.files_of[pid], pid
         self.event(ev, m["rest"])
 
     def event(self, ev: Event, rest: str) -> None:
@@ -346,6 +527,8 @@ class _Converter:
             return
         e = EVENT.match(rest)
         if e is None:
+            if rest.startswith("sys_") and self.sys_line(ev, rest):
+                return  # the kernel's text of a syscall event: sys_close(fd: 3), sys_close -> 0x0
             self.skipped["ftrace line without an event name"] += 1
             return
         name, body = e["name"], e["body"]
@@ -369,8 +552,14 @@ class _Converter:
         if name.startswith(("dma_fence:", "dma_fence_")):
             self.fence(ev, name.removeprefix("dma_fence:"), dict(FIELD.findall(body)))
             return
+        if name.startswith(("sys_", "syscalls:")) and self.sys_line(ev, rest):
+            return  # trace-cmd's: sys_enter_close: fd: 0x00000003, sys_exit_close: 0x0
         if name.startswith(("dma_buf:", "dma_buf_")) and not self.kprobes:
             self.tracepoint(ev, name.removeprefix("dma_buf:"), {k: value(v) for k, v in FIELD.findall(body)})
+            return
+        if name in ("sched_process_fork", "sched:sched_process_fork", "sched_process_exit",
+                    "sched:sched_process_exit"):
+            self.sched(ev, name.removeprefix("sched:"), {k: value(v) for k, v in FIELD.findall(body)})
             return
         self.skipped[f"ftrace event not about dma-buf ({name.split(':')[-1]})"] += 1
 
@@ -392,6 +581,9 @@ class _Converter:
         self.event(Event(n, g["comm"] or "", tid, tid, int(g["cpu"]), ts), comment["event"])
 
     def lost(self, n: int, cpu: int, count: int) -> None:
+        calls, self.calls = self.calls, {}
+        for call in calls.values():  # system calls open across the gap cannot be paired
+            self.unreturned(call)
         ev = Event(n, "", 0, 0, cpu, None)
         event: dict[str, Any] = {"op": "lost_events", "kind": "annotation", "tid": 0,
                                  "args": {"count": count, "cpu": cpu}}
@@ -516,7 +708,7 @@ class _Converter:
             else:
                 args[p] = number(v) if not isinstance(v, str) or v.startswith("0x") else v
         if func == "dma_buf_fd" and isinstance(r, int) and r >= 0 and args.get("dmabuf"):
-            self.installed(ev, str(args["dmabuf"]), r)
+            self.installed(ev, str(args["dmabuf"]), r, number(args.get("flags")))
         if func == "dma_buf_get" and isinstance(r, str) and isinstance(args.get("fd"), int):
             self.known_fd(ev, r, int(args["fd"]))
         if func in ("dma_buf_vmap", "dma_buf_vmap_unlocked"):
@@ -530,33 +722,42 @@ class _Converter:
 
     # -- fds and files --
 
+    def close_all(self, ev: Event, dmabuf: str) -> int:
+        """Every mapping and fd of ``dmabuf`` is gone in a way the trace cannot show: write their munmap and close."""
+        n = 0
+        for pid, addr in list(self.tables.maps_of.get(dmabuf, ())):
+            self.apply(Event(ev.line, ev.comm, ev.tid, pid, ev.cpu, ev.ts), fdt.munmap(self.tables(pid), addr, None, 0))
+            self.tables.prune(pid)
+            n += 1
+        for pid, fd in list(self.tables.fds_of.get(dmabuf, ())):
+            self.apply(Event(ev.line, ev.comm, ev.tid, pid, ev.cpu, ev.ts), fdt.close(self.tables(pid), fd, 0))
+            self.tables.prune(pid)
+            n += 1
+        return n
+
     def forget(self, ev: Event, dmabuf: str) -> None:
-        """A new buffer at ``dmabuf``'s address: the old one was freed, so its file and fd went first."""
-        where = self.fds.pop(dmabuf, None)
-        if where is not None:
-            self.fd_owner.pop(where, None)
-            self.emit(Event(ev.line, ev.comm, ev.tid, where[0], ev.cpu, ev.ts), "close", {"fd": where[1]}, 0,
-                      kind="syscall")
+        """A new buffer at ``dmabuf``'s address: the old one was freed, so its files, fds and mappings went first."""
+        self.hidden_closes += self.close_all(ev, dmabuf)
         for file in [f for f, state in self.files.items() if state.dmabuf == dmabuf]:
             del self.files[file]
 
-    def installed(self, ev: Event, dmabuf: str, fd: int) -> None:
+    def installed(self, ev: Event, dmabuf: str, fd: int, flags: int | None) -> None:
         """The buffer's reference went into fd ``fd`` of the calling process."""
-        key = (ev.pid, fd)
-        old = self.fd_owner.get(key)
-        if old is not None and old != dmabuf:
-            self.emit(ev, "close", {"fd": fd}, 0, kind="syscall")  # closed in a way the trace cannot show
-            self.fds.pop(old, None)
-        self.fds[dmabuf] = key
-        self.fd_owner[key] = dmabuf
+        t = self.tables(ev.pid)
+        old = t.fds.get(fd)
+        if old is not None and old[0] != dmabuf:
+            self.apply(ev, fdt.close(t, fd, 0))  # closed in a way the trace cannot show
+            self.hidden_closes += 1
+        t.put_fd(fd, dmabuf, bool((flags or 0) & K.O_CLOEXEC))
 
     def known_fd(self, ev: Event, dmabuf: str, fd: int) -> None:
         """``dma_buf_get(fd)`` showed that fd ``fd`` holds ``dmabuf``: its install may not have been seen."""
-        if self.fds.get(dmabuf) == (ev.pid, fd):
-            return
-        if dmabuf not in self.fds and dmabuf in self.exported:
-            self.emit(ev, "dma_buf_fd", {"dmabuf": dmabuf}, fd)
-            self.installed(ev, dmabuf, fd)
+        if dmabuf not in self.tables.fds_of and dmabuf in self.exported:
+            self.emit(ev, "dma_buf_fd", {"dmabuf": dmabuf, "flags": K.O_CLOEXEC}, fd)
+            self.installed(ev, dmabuf, fd, K.O_CLOEXEC)
+            if self.syscalls:
+                self.note_once("an fd whose install the trace does not show (dma_buf_get found it) is taken as "
+                               "created with O_CLOEXEC")
 
     def file_op(self, ev: Event, frame: Frame, ret: int | str | None) -> None:
         f = frame.fields
@@ -564,10 +765,17 @@ class _Converter:
         if file is None:
             self.skipped[f"file operation without its file ({frame.func})"] += 1
             return
-        state = self.files.setdefault(file, FileState())
+        call = self.calls.get(ev.tid) if self.calls else None
         if frame.func == "dma_buf_file_release":
-            self.release_file(ev, file, state)
+            if call is not None:
+                call.releases.append((ev, file))  # inside a close, dup2, munmap, execve: after what it does
+            else:
+                self.release_file(ev, file)
             return
+        if call is not None and call.name == FOP_SYSCALL[frame.func] and call.fop is None:
+            call.fop = (frame.func, dict(f), ret, file, ev)  # one event with its system call, at its return
+            return
+        state = self.files.setdefault(file, FileState())
         if state.dmabuf is None:
             if len(state.pending) < MAX_PENDING:
                 state.pending.append((ev, frame.func, dict(f), ret))
@@ -577,32 +785,45 @@ class _Converter:
         self.syscall(ev, file, frame.func, dict(f), ret)
 
     def syscall(self, ev: Event, file: str, func: str, f: dict[str, Any], ret: int | str | None) -> None:
-        state = self.files[file]
-        where = self.fds.get(state.dmabuf or "")
-        if where is None or where[0] != ev.pid:
+        """A file operation outside a traced system call: on the fd its buffer was installed in."""
+        fd = self.tables.fd_in(ev.pid, self.files[file].dmabuf or "")
+        if fd is None:
             self.skipped[f"file operation on a dma-buf whose fd the trace does not show ({func})"] += 1
             return
-        fd = where[1]
-        r = returned(ret, "int") if ret is not None else None
+        self.fop_event(ev, fd, func, f, returned(ret, "int") if ret is not None else None, None)
+
+    def fop_event(self, ev: Event, fd: int, func: str, f: dict[str, Any], r: int | str | None,
+                  sys: dict[str, int] | None) -> None:
+        """A file operation on dma-buf fd ``fd`` as its system call: ``sys`` is the call's arguments, if traced."""
         if func == "dma_buf_llseek":
-            self.emit(ev, "llseek", {"fd": fd, "offset": number(f.get("offset")), "whence": number(f.get("whence"))},
-                      r, kind="syscall")
+            offset, whence = (s64(sys.get("offset")), sys.get("whence")) if sys else (number(f.get("offset")),
+                                                                                    number(f.get("whence")))
+            self.emit(ev, "lseek" if sys else "llseek", {"fd": fd, "offset": offset, "whence": whence}, r,
+                      kind="syscall")
         elif func == "dma_buf_ioctl":
-            self.ioctl(ev, fd, state, f, r)
+            self.ioctl(ev, fd, f, r)
         elif func == "dma_buf_mmap_internal":
             start, end = number(f.get("vm_start")), number(f.get("vm_end"))
-            if start is None or end is None:
+            if sys is not None and ("len" in sys or start is not None and end is not None):
+                length = sys["len"] if "len" in sys else (end or 0) - (start or 0)
+                args: dict[str, Any] = {"fd": fd, "length": length, "offset": sys.get("off", 0)}
+                for k in ("prot", "flags"):
+                    if k in sys:
+                        args[k] = sys[k]
+                addr = fdt.address(r) if isinstance(r, int) and not -4096 < r < 0 else None
+            elif start is None or end is None:
                 self.skipped["dma_buf_mmap_internal without vm_start and vm_end"] += 1
                 return
-            args = {"fd": fd, "length": end - start, "offset": (number(f.get("vm_pgoff")) or 0) * PAGE_SIZE}
-            addr = handle(start) or ""
-            if not (isinstance(r, int) and r < 0):
-                state.vmas.append(addr)
+            else:
+                args = {"fd": fd, "length": end - start, "offset": (number(f.get("vm_pgoff")) or 0) * PAGE_SIZE}
+                addr = None if isinstance(r, int) and r < 0 else fdt.address(start)
+            if addr is not None:
+                fdt.mapped(self.tables(ev.pid), fd, addr)
                 self.emit(ev, "mmap", args, addr, kind="syscall")
             else:
                 self.emit(ev, "mmap", args, r, kind="syscall")
 
-    def ioctl(self, ev: Event, fd: int, state: FileState, f: dict[str, Any], r: int | str | None) -> None:
+    def ioctl(self, ev: Event, fd: int, f: dict[str, Any], r: int | str | None) -> None:
         cmd = number(f.get("cmd"))
         if cmd is None:
             self.skipped["dma_buf_ioctl without cmd"] += 1
@@ -628,21 +849,318 @@ class _Converter:
             args["flags"] = flags & 0xFFFFFFFF
         self.emit(ev, "ioctl", args, r, kind="syscall")
 
-    def release_file(self, ev: Event, file: str, state: FileState) -> None:
+    def release_file(self, ev: Event, file: str) -> None:
         """The file's last reference is gone: every fd and mapping of it went before."""
+        state = self.files.pop(file, None)
+        if state is None:
+            return
         if state.pending:
             self.skipped["file operation on a file never linked to its dma-buf"] += len(state.pending)
-        dmabuf = state.dmabuf
-        where = self.fds.get(dmabuf or "")
-        if dmabuf is not None and where is not None:
-            pid, fd = where
-            at = Event(ev.line, ev.comm, ev.tid, pid, ev.cpu, ev.ts)
-            for addr in state.vmas:
-                self.emit(at, "munmap", {"addr": addr}, 0, kind="syscall")
-            self.emit(at, "close", {"fd": fd}, 0, kind="syscall")
-            del self.fds[dmabuf]
-            self.fd_owner.pop(where, None)
-        del self.files[file]
+        if state.dmabuf is not None:
+            self.hidden_closes += self.close_all(ev, state.dmabuf)
+
+    # -- system calls ----------------------------------------------------------------------
+
+    def sys_line(self, ev: Event, rest: str) -> bool:
+        """A syscall tracepoint line, in the kernel's text or trace-cmd's; False if ``rest`` is not one."""
+        m = SYS_ENTER.match(rest)
+        if m is not None:
+            self.sys_enter(ev, m["name"], dict(SYS_ARG.findall(m["args"])))
+            return True
+        m = SYS_EXIT.match(rest)
+        if m is not None:
+            self.sys_exit(ev, m["name"], int(m["ret"].removeprefix("0x"), 16))
+            return True
+        m = SYS_TRACEPOINT.match(rest)
+        if m is None:
+            return False
+        if m["dir"] == "enter":
+            self.sys_enter(ev, m["name"], dict(SYS_ARG.findall(m["body"])))
+            return True
+        ret = re.match(r"(?:0x)?([0-9a-fA-F]+)$", m["body"])
+        if ret is None:
+            self.skipped["syscall exit without its value"] += 1
+        else:
+            self.sys_exit(ev, m["name"], int(ret[1], 16))
+        return True
+
+    def sys_enter(self, ev: Event, name: str, raw: dict[str, str]) -> None:
+        self.syscalls = True
+        params = SYS_PARAMS.get(name, ())
+        args = {k: int(v, 16) for k, v in raw.items()}
+        for i, v in enumerate(raw.values()):  # the same arguments by the names the reader uses
+            if i < len(params) and params[i] not in args:
+                args[params[i]] = int(v, 16)
+        old = self.calls.pop(ev.tid, None)
+        if old is not None:
+            self.unreturned(old)
+        if name == "exit_group":
+            self.process_exit(ev, s32(args.get("error_code")))
+            return
+        self.calls[ev.tid] = SysCall(name, args, ev.pid)
+
+    def unreturned(self, call: SysCall) -> None:
+        """A call whose return the trace does not show (its exit event was not on yet, or lost): what its file
+        operation's probes showed is written as they showed it, and the files released inside it are released."""
+        self.skipped[f"system call whose return the trace does not show ({call.name})"] += 1
+        if call.fop is not None:
+            _, _, ret, _, at = call.fop
+            fd = s32(call.args.get("fd"))
+            self.sys_fop(at, call, fd, returned(ret, "int") if ret is not None else None, traced=False)
+        for at, file in call.releases:
+            self.release_file(at, file)
+
+    def sys_exit(self, ev: Event, name: str, raw: int) -> None:
+        self.syscalls = True
+        ret = raw - (1 << 64) if raw >= 1 << 63 else raw
+        call = self.calls.pop(ev.tid, None)
+        if (call is None or call.name != name) and name in ("execve", "execveat"):
+            # another thread's exec returns as the leader, whose own call (if any) never will
+            tid = next((t for t, c in self.calls.items() if c.name == name and c.pid == ev.pid), None)
+            if tid is not None:
+                if call is not None:
+                    self.unreturned(call)
+                call = self.calls.pop(tid)
+        if call is None or call.name != name:
+            if call is not None:
+                self.unreturned(call)
+            if name in FORKS and ret == 0:
+                self.skipped["a clone's return in the child"] += 1
+            else:
+                self.skipped[f"system call return without its call ({name})"] += 1
+            return
+        handler = SYSCALL_HANDLERS.get(name)
+        if handler is None:
+            self.skipped[fdt.NOT_ABOUT] += 1
+        else:
+            handler(self, ev, call, ret)
+        for at, file in call.releases:
+            self.release_file(at, file)
+
+    def sys_close(self, ev: Event, call: SysCall, ret: int) -> None:
+        self.apply(ev, fdt.close(self.tables(ev.pid), s32(call.args.get("fd")), ret))
+
+    def sys_dup(self, ev: Event, call: SysCall, ret: int) -> None:
+        self.apply(ev, fdt.dup(self.tables(ev.pid), s32(call.args.get("fildes")), ret))
+
+    def sys_dup2(self, ev: Event, call: SysCall, ret: int) -> None:
+        self.apply(ev, fdt.dup_to(self.tables(ev.pid), "dup2", s32(call.args.get("oldfd")),
+                                  s32(call.args.get("newfd")), None, ret))
+
+    def sys_dup3(self, ev: Event, call: SysCall, ret: int) -> None:
+        self.apply(ev, fdt.dup_to(self.tables(ev.pid), "dup3", s32(call.args.get("oldfd")),
+                                  s32(call.args.get("newfd")), call.args.get("flags", 0), ret))
+
+    def sys_fcntl(self, ev: Event, call: SysCall, ret: int) -> None:
+        self.apply(ev, fdt.fcntl(self.tables(ev.pid), s32(call.args.get("fd")), s32(call.args.get("cmd")),
+                                 call.args.get("arg"), ret))
+
+    def sys_munmap(self, ev: Event, call: SysCall, ret: int) -> None:
+        self.apply(ev, fdt.munmap(self.tables(ev.pid), fdt.address(call.args.get("addr", 0)), call.args.get("len"),
+                                  ret))
+
+    def sys_ioctl(self, ev: Event, call: SysCall, ret: int) -> None:
+        fd, cmd = s32(call.args.get("fd")), call.args.get("cmd", 0) & 0xFFFFFFFF
+        t = self.tables(ev.pid)
+        if call.fop is None:
+            vfs = fdt.vfs_ioctl(t, fd, cmd, ret)
+            if vfs is not None:
+                self.apply(ev, vfs)
+            elif fd not in t.fds:
+                self.skipped[fdt.NOT_DMABUF_FD] += 1
+            elif "dma_buf_ioctl" in self.fops_probed:
+                self.skipped["ioctl on a dma-buf fd that dma_buf_ioctl did not see"] += 1
+            else:
+                self.ioctl(ev, fd, {"cmd": cmd}, ret)
+            return
+        self.sys_fop(ev, call, fd, ret)
+
+    def sys_mmap(self, ev: Event, call: SysCall, ret: int) -> None:
+        fd = s32(call.args.get("fd"))
+        t = self.tables(ev.pid)
+        if call.fop is not None:
+            self.sys_fop(ev, call, fd, ret)
+        elif fd < 0 or fd not in t.fds:
+            self.skipped[fdt.NOT_DMABUF_FD if fd >= 0 else fdt.NOT_ABOUT] += 1
+        elif "dma_buf_mmap_internal" in self.fops_probed:
+            self.skipped["mmap of a dma-buf fd that dma_buf_mmap_internal did not see"] += 1
+        else:
+            self.fop_event(ev, fd, "dma_buf_mmap_internal", {}, ret, call.args)
+
+    def sys_lseek(self, ev: Event, call: SysCall, ret: int) -> None:
+        fd = s32(call.args.get("fd"))
+        t = self.tables(ev.pid)
+        if call.fop is not None:
+            self.sys_fop(ev, call, fd, ret)
+        elif fd not in t.fds:
+            self.skipped[fdt.NOT_DMABUF_FD] += 1
+        elif "dma_buf_llseek" in self.fops_probed:
+            self.skipped["lseek on a dma-buf fd that dma_buf_llseek did not see"] += 1
+        else:
+            self.fop_event(ev, fd, "dma_buf_llseek", {}, ret, call.args)
+
+    def sys_fop(self, ev: Event, call: SysCall, fd: int, ret: int | str | None, traced: bool = True) -> None:
+        """A system call the kprobes saw reach the dma-buf file operation ``call.fop``: one event, on ``fd``
+        (``traced``: with the call's own arguments and result; otherwise as the probes showed it)."""
+        assert call.fop is not None
+        func, fields, _, file, _ = call.fop
+        self.fops_probed.add(func)
+        t = self.tables(ev.pid)
+        state = self.files.setdefault(file, FileState())
+        held = t.fds.get(fd)
+        if held is not None and state.dmabuf is None:
+            self.link(file, held[0])
+        elif held is None and state.dmabuf is not None:
+            self.emit(ev, "fd_received", {"fd": fd, "dmabuf": state.dmabuf, "flags": K.O_CLOEXEC}, kind="annotation")
+            t.put_fd(fd, state.dmabuf, True)
+            self.note_once("a dma-buf fd the trace never showed created was used (received over a socket, or "
+                           "created before the trace): written as fd_received, its close-on-exec flag taken as set")
+        elif held is None:
+            self.skipped[f"file operation on a dma-buf the trace never showed created ({func})"] += 1
+            return
+        elif held[0] != state.dmabuf:
+            self.skipped[f"file operation on an fd the trace shows holding another dma-buf ({func})"] += 1
+            return
+        self.fop_event(ev, fd, func, fields, ret, call.args if traced else None)
+
+    def sys_execve(self, ev: Event, call: SysCall, ret: int) -> None:
+        real = ev.real if ev.real is not None else ev.pid
+        if ret == 0 and real in self.files_of:  # exec unshares the fd table: the process gets a copy of it
+            owner = self.files_of.pop(real)
+            at = Event(ev.line, ev.comm, ev.tid, owner, ev.cpu, ev.ts)
+            if self.tables.fork(owner, real).fds or real in self.involved:
+                self.emit(at, "fork", {}, real, kind="syscall")
+            self.involved.add(real)
+            ev = Event(ev.line, ev.comm, ev.tid, real, ev.cpu, ev.ts)
+        if real in self.files_of or ev.pid not in self.involved:
+            self.skipped["execve of a process without dma-buf fds"] += 1
+            return
+        self.emit(ev, "execve", {}, ret, kind="syscall")
+        if ret == 0:
+            self.tables(ev.pid).exec()
+            self.threads.pop(ev.pid, None)
+
+    def sys_clone(self, ev: Event, call: SysCall, ret: int) -> None:
+        if call.child is None and ret > 0:  # no sched_process_fork in the trace: the fork is written at its return
+            self.fork(ev, call, ret, early=False)
+
+    def process_exit(self, ev: Event, status: int | None) -> None:
+        """The process is gone (``exit_group``, or its last thread's exit): its fds and mappings with it."""
+        real = ev.real if ev.real is not None else ev.pid
+        if real in self.files_of:
+            del self.files_of[real]
+            self.skipped["exit of a process sharing another's fd table"] += 1
+            return
+        if real in self.exited:
+            return
+        self.exited.add(real)
+        if real not in self.involved:
+            self.skipped["exit of a process without dma-buf fds"] += 1
+            self.tables.drop(real)
+            return
+        self.emit(ev, "exit_group", {} if status is None else {"status": status}, kind="syscall")
+        self.tables.drop(real)
+        self.involved.discard(real)
+        self.threads.pop(real, None)
+        self.leader_gone.discard(real)
+
+    def sched(self, ev: Event, name: str, f: dict[str, int | str]) -> None:
+        pid, child = f.get("pid"), f.get("child_pid")
+        if name == "sched_process_fork" and isinstance(child, int):
+            self.syscalls = True
+            call = self.calls.get(ev.tid)
+            if call is not None and call.name in FORKS:
+                call.child = child
+            else:
+                call = None
+            self.fork(ev, call, child, early=True)
+        elif name == "sched_process_exit" and isinstance(pid, int):
+            self.syscalls = True
+            real = ev.real if ev.real is not None else ev.pid
+            if real not in self.involved or real in self.exited:
+                if pid == real:
+                    self.exited.discard(real)
+                return
+            others = self.threads.get(real)
+            if others is not None:
+                others.discard(pid)
+            if pid == real:
+                self.leader_gone.add(real)
+            if real in self.leader_gone and not others:
+                self.process_exit(ev, None)  # killed, or its last thread called exit()
+                self.exited.discard(real)
+
+    def fork(self, ev: Event, call: SysCall | None, child: int, early: bool) -> None:
+        """Task ``child`` was created, by the parent's ``call`` if the trace shows it (``early``: at the fork's
+        sched_process_fork, before the child ran, rather than at the call's return)."""
+        if child in (ev.pid, ev.tid) or child <= 0:
+            self.skipped["a fork whose child is its parent"] += 1
+            return
+        self.exited.discard(child)
+        name = call.name if call is not None else ""
+        flags = call.args.get("clone_flags") if call is not None and name == "clone" else None
+        parent = ev.pid
+        if flags is not None:
+            shares = fdt.clone_shares(flags)
+            if shares == "thread":
+                if not self.tgid:
+                    self.thread_pid[child] = parent
+                if parent in self.involved:
+                    self.threads.setdefault(parent, set()).add(child)
+                    self.emit(ev, "clone", {"flags": flags}, child, kind="syscall")
+                return
+            if shares == "files":
+                self.files_of[child] = parent
+                self.skipped["clone sharing the fd table (CLONE_FILES): the child's fd events are its parent's"] += 1
+                return
+        if parent not in self.involved:
+            return
+        op, args = (name, {}) if name in ("fork", "vfork") else ("clone", {"flags": flags}) if flags is not None \
+            else ("clone", {}) if name in ("clone", "clone3") else ("fork", {})
+        if flags is None and name not in ("fork", "vfork") and early and self.tgid:
+            # clone3's flags are in user memory, and a fork without a traced call may be a kernel thread or an
+            # io_uring worker: the child's first line says (by its tgid) whether it is a thread or a process
+            event: dict[str, Any] = {"op": op, "kind": "syscall", "tid": ev.tid, "pid": parent, "args": args,
+                                     "ret": child}
+            if ev.ts is not None:
+                event["ts"] = ev.ts
+            event.update(comm=ev.comm, cpu=ev.cpu)
+            self.out.append((ev.line, event))
+            source = self.tables.procs.get(parent)
+            snapshot = ProcTable(dict(source.fds), dict(source.maps)) if source is not None else ProcTable()
+            self.undecided[child] = (parent, event, snapshot)
+            return
+        if flags is None and name not in ("fork", "vfork") and not self.tgid:
+            self.note_once("tasks whose clone flags the trace does not show (clone3, or no traced call) are taken as "
+                           "processes: without the tgid column (options/record-tgid) a thread cannot be told apart")
+        self.emit(ev, op, args, child, kind="syscall")
+        t = self.tables.fork(parent, child)
+        if t.fds or t.maps:
+            self.involved.add(child)
+        else:
+            self.tables.prune(child)
+
+    def decide(self, child: int, what: str) -> None:
+        """The child of a held fork printed its first line: a thread (the fork event goes) or a process."""
+        parent, event, snapshot = self.undecided.pop(child)
+        if what == "thread":
+            self.out[:] = [x for x in self.out if x[1] is not event]
+            if parent in self.involved:
+                self.threads.setdefault(parent, set()).add(child)
+            return
+        self.involved.add(parent)
+        self.tables.drop(child)
+        t = self.tables(child)
+        for fd, (buffer, cloexec) in snapshot.fds.items():
+            t.put_fd(fd, buffer, cloexec)
+        for addr, buffer in snapshot.maps.items():
+            t.put_map(addr, buffer)
+        if t.fds or t.maps:
+            self.involved.add(child)
+
+    def note_once(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
 
     # -- tracepoints --
 
@@ -675,7 +1193,7 @@ class _Converter:
             self.emit(ev, "dma_buf_export", {"exp_name": f.get("exp_name"), "size": f.get("size")}, buf)
         elif name == "dma_buf_fd" and isinstance(f.get("fd"), int):
             self.emit(ev, "dma_buf_fd", {"dmabuf": buf}, f["fd"])
-            self.installed(ev, buf, int(f["fd"]))
+            self.installed(ev, buf, int(f["fd"]), None)
         elif name == "dma_buf_get" and isinstance(f.get("fd"), int):
             self.emit(ev, "dma_buf_get", {"fd": f["fd"]}, buf)
         elif name == "dma_buf_put":
@@ -696,7 +1214,29 @@ class _Converter:
             for frame in stack:
                 self.skipped[f"call still open at the end of the trace ({frame.func})"] += 1
         self.stacks.clear()
+        calls, self.calls = self.calls, {}
+        for call in calls.values():
+            self.unreturned(call)
+        self.decide_all()
+        if self.syscalls and self.hidden_closes:
+            self.notes.append(f"{self.hidden_closes} dma-buf fd(s) and mapping(s) were gone when the kernel released "
+                              "their buffer without a traced close or munmap (close_range, or lost events): written "
+                              "there")
 
+    def decide_all(self) -> None:
+        """Forks still waiting for their child: processes (a copy of the fds never withholds a release)."""
+        for child in list(self.undecided):
+            self.decide(child, "process")
+
+
+# The system calls the reader converts, by name.
+SYSCALL_HANDLERS: dict[str, Callable[[_Converter, Event, SysCall, int], None]] = {
+    "close": _Converter.sys_close, "dup": _Converter.sys_dup, "dup2": _Converter.sys_dup2, "dup3": _Converter.sys_dup3,
+    "fcntl": _Converter.sys_fcntl, "munmap": _Converter.sys_munmap, "ioctl": _Converter.sys_ioctl,
+    "mmap": _Converter.sys_mmap, "lseek": _Converter.sys_lseek, "execve": _Converter.sys_execve,
+    "execveat": _Converter.sys_execve, "clone": _Converter.sys_clone, "clone3": _Converter.sys_clone,
+    "fork": _Converter.sys_clone, "vfork": _Converter.sys_clone,
+}
 
 TRACEPOINTS_UNOBSERVED = frozenset({
     "dma_buf_map_attachment", "dma_buf_map_attachment_unlocked", "dma_buf_unmap_attachment",
@@ -706,6 +1246,31 @@ TRACEPOINTS_UNOBSERVED = frozenset({
     "dma_resv_reserve_fences", "dma_resv_add_fence", "dma_fence_set_error", "dma_fence_wait",
     "dma_fence_wait_timeout",
 })
+
+
+def traced_syscalls(text: str) -> tuple[frozenset[str], bool]:
+    """The system calls whose events the trace has, and whether it has ``sched_process_fork``, from its first lines.
+
+    ``ftrace-setup.sh`` says which it enabled in a ``dmaspec: kprobes=N syscalls=... sched=...`` marker; a trace
+    of the script without that marker (its kernel marker, and syscall lines) has the set it always enabled; any
+    other trace has the calls whose lines its head shows.
+
+    >>> names, forks = traced_syscalls(" a-1 [0] 1.0: tracing_mark_write: dmaspec: syscalls=close,dup3 "
+    ...                                "sched=sched_process_fork,sched_process_exit\\n")
+    >>> sorted(names), forks
+    (['close', 'dup3'], True)
+    >>> traced_syscalls(" a-1 [0] 1.0: sys_close(fd: 3)\\n")
+    (frozenset({'close'}), False)
+    """
+    mark = EVENTS_MARK.search(text)
+    if mark is not None:
+        return frozenset(n for n in mark["sys"].split(",") if n), "sched_process_fork" in (mark["sched"] or "")
+    seen = frozenset(m["name"] or m["tp"] for m in SYS_IN_HEAD.finditer(text))
+    if not seen:
+        return frozenset(), False
+    if KERNEL_MARK.search(text):
+        return SETUP_SYSCALLS, True
+    return seen, "sched_process_fork:" in text
 
 
 def read(stream: IO[bytes], file: str, head: bytes) -> Conversion:
@@ -726,15 +1291,37 @@ def read(stream: IO[bytes], file: str, head: bytes) -> Conversion:
     unobserved |= {"vmap", "vunmap", "attach", "detach", "map_dma_buf", "unmap_dma_buf", "release",
                    "begin_cpu_access", "end_cpu_access", "pin", "unpin", "move_notify", "kmap", "kmap_atomic"}
     notes = []
+    syscalls, forks = traced_syscalls(text)
+    for name in syscalls:
+        unobserved -= set(SYSCALL_OPS.get(name, ()))
+    if forks:
+        unobserved -= {"fork", "vfork", "clone"}
+    elif {"clone", "clone3"} <= syscalls:
+        unobserved.discard("clone")
+    if syscalls and conv.kprobes:
+        # an fd that arrived unseen (SCM_RIGHTS, pidfd_getfd, binder) shows when the dma-buf file operations see it
+        # used: the reader writes its fd_received there.  One never used is missing, which withholds findings.
+        unobserved.discard("fd_received")
+    if syscalls and "close_range" not in syscalls:
+        notes.append("close_range is not traced: a dma-buf fd it closes stays open in the checker's view until the "
+                     "kernel releases the buffer")
     if profile is None:
         notes.append("the trace does not say which kernel recorded it: checked as the latest unless --profile is "
                      "given (traces/record/ftrace-setup.sh writes it as a marker)")
     if not conv.tgid:
         notes.append("no tgid column (options/record-tgid): thread ids stand for processes")
-    header = Header(profile=profile, unobserved=frozenset(unobserved),
-                    source={"tracer": "ftrace", "kprobes": conv.kprobes, "sync_flags": conv.sync_flags})
+    source: dict[str, Any] = {"tracer": "ftrace", "kprobes": conv.kprobes, "sync_flags": conv.sync_flags}
+    if syscalls:
+        source["syscalls"] = sorted(syscalls)
+    header = Header(profile=profile, unobserved=frozenset(unobserved), source=source)
     conversion = Conversion("ftrace", header, iter(()), conv.skipped, notes)
     conversion.undecidable = dict(UNDECIDABLE)
+    if syscalls and not conv.kprobes:
+        conversion.undecidable.update({r: ("the close-on-exec flag of new dma-buf fds (the dma_buf tracepoints do not "
+                                           "record it)",) for r in CLOEXEC_RULES})
+    elif syscalls and re.search(r"\(dma_buf_fd\+0x[0-9a-f]+/0x[0-9a-f]+\)(?![^\n]*\b(?:flags|arg2)=)", text):
+        conversion.undecidable.update({r: ("the close-on-exec flag of new dma-buf fds (a flags= field on the "
+                                           "dma_buf_fd probe)",) for r in CLOEXEC_RULES})
     conversion.events = _events(stream, file, conv, conversion)
     return conversion
 
@@ -748,9 +1335,15 @@ def _events(stream: IO[bytes], file: str, conv: _Converter, conversion: Conversi
             raise InputError(file, n, "not text: expected ftrace output, one event per line") from None
         conv.line(n, text.rstrip("\r\n"))
         if out:
+            if conv.undecided:  # a fork waits for its child's first line: what came after it waits too
+                if len(out) < MAX_HELD:
+                    continue
+                conv.decide_all()
             yield from out
             out.clear()
     conv.finish()
+    yield from out
+    out.clear()
     conversion.notes.extend(conv.notes)
 
 

@@ -54,6 +54,7 @@ from typing import IO, Any
 
 from checker.core import InputError
 from checker.readers import Conversion, Converted, Reader
+from checker.readers import syscalls as fdt
 from checker.trace import OPS_BY_NAME, Header
 from spec import kernel as K
 from spec.lang import EventKind
@@ -104,12 +105,11 @@ CLONE_FLAGS = {
     "CLONE_NEWPID": 0x20000000, "CLONE_NEWNET": 0x40000000, "CLONE_IO": 0x80000000,
     "CLONE_CLEAR_SIGHAND": 0x100000000, "CLONE_INTO_CGROUP": 0x200000000, **SIGNALS,
 }
-CLONE_THREAD = CLONE_FLAGS["CLONE_THREAD"]
+CLONE_THREAD = fdt.CLONE_THREAD
 SYNC_FLAGS = {"DMA_BUF_SYNC_READ": K.SYNC_READ, "DMA_BUF_SYNC_WRITE": K.SYNC_WRITE, "DMA_BUF_SYNC_RW": K.SYNC_RW,
               "DMA_BUF_SYNC_START": 0, "DMA_BUF_SYNC_END": K.SYNC_END}
 UDMABUF_FLAGS = {"UDMABUF_FLAGS_CLOEXEC": 1}
-FCNTL_CMDS = {"F_DUPFD": 0, "F_GETFD": 1, "F_SETFD": 2, "F_GETFL": 3, "F_SETFL": 4, "F_DUPFD_CLOEXEC": 1030}
-FCNTL_NAMES = {v: k for k, v in FCNTL_CMDS.items()}
+FCNTL_CMDS = fdt.FCNTL_CMDS
 WHENCE = {"SEEK_SET": 0, "SEEK_CUR": 1, "SEEK_END": 2, "SEEK_DATA": 3, "SEEK_HOLE": 4}
 CLOSE_RANGE_CLOEXEC = 4
 MSG_CMSG_CLOEXEC = 0x40000000
@@ -173,9 +173,9 @@ _SNIFF = re.compile(
     r"|<\.\.\. [a-z_0-9]+ resumed>.*|--- .* ---|\+\+\+ (?:exited|killed|superseded) .* \+\+\+"
     r"|strace: Process \d+ (?:attached|detached).*)\s*")
 
-NOT_ABOUT = "syscall not about dma-buf"
-NOT_DMABUF_FD = "fd not known to be a dma-buf"
-NO_RESULT = "result not shown (= ?)"
+NOT_ABOUT = fdt.NOT_ABOUT
+NOT_DMABUF_FD = fdt.NOT_DMABUF_FD
+NO_RESULT = fdt.NO_RESULT
 ANON = -1  # the traced task whose pid strace has not printed yet
 MAX_QUEUE = 1 << 16  # events held back while ANON's pid is unknown
 MAX_PENDING_CREATES = 64
@@ -411,11 +411,10 @@ def _ioctl_cmd(text: str) -> tuple[int | None, list[str]]:
 # -- the reader's state -------------------------------------------------------------------------------
 
 @dataclass
-class _Proc:
-    """One process (thread group) as the reader mirrors the checker's view of it."""
+class _Proc(fdt.Table):
+    """One process (thread group) as the reader mirrors the checker's view of it: its dma-buf fds and mappings
+    (``fdt.Table``), and what strace needs besides."""
 
-    fds: dict[int, tuple[str, bool]] = field(default_factory=dict)  # dma-buf fd -> (buffer handle, close-on-exec)
-    maps: dict[str, str] = field(default_factory=dict)  # mmap address -> buffer handle
     devs: dict[int, str] = field(default_factory=dict)  # fd -> path, for dma-buf devices opened (without -y)
     threads: set[int] = field(default_factory=set)
     creates: deque[tuple[str, int | None, int]] = field(default_factory=deque)  # creating ioctls whose fd is unseen
@@ -550,7 +549,7 @@ class _Converter:
             args["size"] = size
         self.emit(c, "dma_buf_export", "call", args, handle)
         self.emit(c, "dma_buf_fd", "call", {"dmabuf": handle, "flags": fd_flags}, fd)
-        self.proc(c.tid).fds[fd] = (handle, bool(fd_flags & K.O_CLOEXEC))
+        self.proc(c.tid).put_fd(fd, handle, bool(fd_flags & K.O_CLOEXEC))
 
     def receive(self, c: _Call, fd: int, handle: str | None, cloexec: bool | None) -> None:
         """A dma-buf fd that arrived in the process some way other than the calls this reader models."""
@@ -560,7 +559,7 @@ class _Converter:
             cloexec = True
             self.note("close-on-exec of dma-buf fds of unknown origin is taken as set")
         self.emit(c, "fd_received", "annotation", {"fd": fd, "dmabuf": handle, "flags": K.O_CLOEXEC if cloexec else 0})
-        self.proc(c.tid).fds[fd] = (handle, cloexec)
+        self.proc(c.tid).put_fd(fd, handle, cloexec)
 
     def adopt(self, c: _Call, fd: int, path: str | None) -> None:
         """A dma-buf fd -y shows that the reader has not seen created: a creation it could not see, or received."""
@@ -854,8 +853,7 @@ class _Converter:
             return
         self.emit(c, "exit_group", "syscall", {} if status is None else {"status": status})
         p.dead = True
-        p.fds.clear()
-        p.maps.clear()
+        p.clear()
         p.devs.clear()
         p.creates.clear()
 
@@ -937,16 +935,19 @@ class _Converter:
         self.skip(NOT_DMABUF_FD)
         return False
 
+    def apply(self, c: _Call, outcome: list[fdt.Out] | str) -> None:
+        """Emit what a call became in the fd tables (``checker.readers.syscalls``), or count why it did not."""
+        if isinstance(outcome, str):
+            self.skip(outcome)
+            return
+        for op, args, ret in outcome:
+            self.emit(c, op, "syscall", args, ret)
+
     def sys_close(self, c: _Call) -> None:
         fd, _ = _fd(c.arg(0))
         p = self.proc(c.tid)
         p.devs.pop(fd, None)
-        if not self.known(c, fd):
-            return
-        ret = c.ret()
-        self.emit(c, "close", "syscall", {"fd": fd}, ret)
-        if ret != -K.EBADF:
-            del p.fds[fd]
+        self.apply(c, fdt.close(p, fd, c.ret()))
 
     def sys_close_range(self, c: _Call) -> None:
         first = _int(c.arg(0))
@@ -961,74 +962,34 @@ class _Converter:
             return
         for fd in fds:
             if flags & CLOSE_RANGE_CLOEXEC:
-                self.emit(c, "fcntl", "syscall", {"fd": fd, "cmd": "F_SETFD", "arg": 1}, 0)
-                p.fds[fd] = (p.fds[fd][0], True)
+                self.apply(c, fdt.fcntl(p, fd, "F_SETFD", K.FD_CLOEXEC, 0))
             else:
-                self.emit(c, "close", "syscall", {"fd": fd}, 0)
-                del p.fds[fd]
-
-    def _dup_to(self, c: _Call, fd: int, newfd: int, cloexec: bool, args: dict[str, Any]) -> None:
-        p = self.proc(c.tid)
-        ret = c.ret()
-        if fd not in p.fds:
-            if newfd in p.fds and ret is not None and ret >= 0 and fd != newfd:
-                self.emit(c, "close", "syscall", {"fd": newfd}, 0)  # dup2 onto a dma-buf fd closes it
-                del p.fds[newfd]
-                return
-            self.skip(NOT_DMABUF_FD)
-            return
-        self.emit(c, c.name, "syscall", args, ret)
-        if ret is not None and ret >= 0 and fd != newfd:
-            p.fds[newfd] = (p.fds[fd][0], cloexec)
+                self.apply(c, fdt.close(p, fd, 0))
 
     def sys_dup(self, c: _Call) -> None:
         fd, _ = _fd(c.arg(0))
-        if not self.known(c, fd):
-            return
-        ret = c.ret()
-        if ret is None:
-            self.skip(NO_RESULT)
-            return
-        self.emit(c, "dup", "syscall", {"fd": fd}, ret)
-        if ret >= 0:
-            p = self.proc(c.tid)
-            p.fds[ret] = (p.fds[fd][0], False)
+        self.apply(c, fdt.dup(self.proc(c.tid), fd, c.ret()))
 
     def sys_dup2(self, c: _Call) -> None:
         fd, _ = _fd(c.arg(0))
         newfd, _ = _fd(c.arg(1))
-        self._dup_to(c, fd, newfd, False, {"fd": fd, "newfd": newfd})
+        self.apply(c, fdt.dup_to(self.proc(c.tid), "dup2", fd, newfd, None, c.ret()))
 
     def sys_dup3(self, c: _Call) -> None:
         fd, _ = _fd(c.arg(0))
         newfd, _ = _fd(c.arg(1))
         flags = _flags(c.arg(2), O_FLAGS) if len(c.args) > 2 else 0
-        self._dup_to(c, fd, newfd, bool(flags & K.O_CLOEXEC), {"fd": fd, "newfd": newfd, "flags": flags})
+        self.apply(c, fdt.dup_to(self.proc(c.tid), "dup3", fd, newfd, flags, c.ret()))
 
     def sys_fcntl(self, c: _Call) -> None:
         fd, _ = _fd(c.arg(0))
         cmd_text = _COMMENT.sub("", c.arg(1)).strip()
-        cmd = FCNTL_NAMES.get(_int(cmd_text), cmd_text) if cmd_text[:1].isdigit() else cmd_text
-        if cmd not in ("F_DUPFD", "F_DUPFD_CLOEXEC", "F_SETFD"):
-            self.skip(NOT_ABOUT)
-            return
-        if not self.known(c, fd):
-            return
+        cmd = fdt.FCNTL_NAMES.get(_int(cmd_text), cmd_text) if cmd_text[:1].isdigit() else cmd_text
         p = self.proc(c.tid)
-        ret = c.ret()
-        if cmd == "F_SETFD":
-            arg = _flags(c.arg(2), {"FD_CLOEXEC": 1}) if len(c.args) > 2 else 0
-            self.emit(c, "fcntl", "syscall", {"fd": fd, "cmd": cmd, "arg": arg}, ret)
-            if ret is None or ret >= 0:
-                p.fds[fd] = (p.fds[fd][0], bool(arg & 1))
-            return
-        if ret is None:
-            self.skip(NO_RESULT)
-            return
-        arg = _int(c.arg(2)) if len(c.args) > 2 else 0
-        self.emit(c, "fcntl", "syscall", {"fd": fd, "cmd": cmd, "arg": arg}, ret)
-        if ret >= 0:
-            p.fds[ret] = (p.fds[fd][0], cmd == "F_DUPFD_CLOEXEC")
+        arg: int | None = None
+        if len(c.args) > 2 and cmd in ("F_DUPFD", "F_DUPFD_CLOEXEC", "F_SETFD") and fd in p.fds:
+            arg = _flags(c.arg(2), {"FD_CLOEXEC": K.FD_CLOEXEC}) if cmd == "F_SETFD" else _int(c.arg(2))
+        self.apply(c, fdt.fcntl(p, fd, cmd, arg, c.ret()))
 
     sys_fcntl64 = sys_fcntl
 
@@ -1078,24 +1039,18 @@ class _Converter:
             return
         p = self.proc(c.tid)
         if ret >= 0 or c.rv.startswith("0x"):
-            addr = f"0x{ret & ((1 << 64) - 1):x}"
+            addr = fdt.address(ret)
             self.emit(c, "mmap", "syscall", args, addr)
-            p.maps[addr] = p.fds[fd][0]
+            fdt.mapped(p, fd, addr)
         else:
             self.emit(c, "mmap", "syscall", args, ret)
 
     sys_mmap2 = sys_mmap
 
     def sys_munmap(self, c: _Call) -> None:
-        addr = f"0x{_int(c.arg(0)) & ((1 << 64) - 1):x}"
         p = self.proc(c.tid)
-        if addr not in p.maps:
-            self.skip("address not a known dma-buf mapping")
-            return
-        ret = c.ret()
-        self.emit(c, "munmap", "syscall", {"addr": addr, "length": _int(c.arg(1))}, ret)
-        if ret is None or ret >= 0:
-            del p.maps[addr]
+        addr = fdt.address(_int(c.arg(0)))
+        self.apply(c, fdt.munmap(p, addr, _int(c.arg(1)) if addr in p.maps else None, c.ret()))
 
     def sys_ioctl(self, c: _Call) -> None:
         fd, path = _fd(c.arg(0))
@@ -1104,7 +1059,13 @@ class _Converter:
         if creator is None:
             creator = next((n for n in names if n in CREATORS), None)
         if fd in self.proc(c.tid).fds:
-            creator = None  # on a dma-buf: a command its ioctl does not know
+            creator = None  # on a dma-buf: a command its ioctl does not know, unless the VFS answers it first
+            vfs = number if number is not None else next((fdt.VFS_IOCTLS[n] for n in names if n in fdt.VFS_IOCTLS),
+                                                          None)
+            outcome = fdt.vfs_ioctl(self.proc(c.tid), fd, vfs, c.ret()) if vfs is not None else None
+            if outcome is not None:
+                self.apply(c, outcome)
+                return
         elif creator is None:
             self.skip(NOT_DMABUF_FD)
             return
@@ -1179,7 +1140,7 @@ class _Converter:
                 if cached is not None and self.referenced(cached):
                     self.emit(c, "get_dma_buf", "call", {"dmabuf": cached})
                     self.emit(c, "dma_buf_fd", "call", {"dmabuf": cached, "flags": flags}, new_fd)
-                    p.fds[new_fd] = (cached, bool(flags & K.O_CLOEXEC))
+                    p.put_fd(new_fd, cached, bool(flags & K.O_CLOEXEC))
                     return
                 self.export(c, exp_name, None, new_fd, flags)
                 self.prime[(self.tgid.get(c.tid, c.tid), fd, gem)] = p.fds[new_fd][0]
@@ -1227,8 +1188,7 @@ class _Converter:
         self.emit(c, "execve", "syscall", args, ret)
         if ret == 0:
             p = self.proc(c.tid)
-            p.fds = {fd: v for fd, v in p.fds.items() if not v[1]}
-            p.maps.clear()
+            p.exec()
             p.devs.clear()
             p.creates.clear()
             tg = self.tgid.get(c.tid, c.tid)

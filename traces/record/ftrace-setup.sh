@@ -27,7 +27,7 @@ set -euf  # -f: the field lists are split on spaces and must not be globbed ('?f
 GROUP=dmaspec
 PROG=${0##*/}
 PAHOLE=${PAHOLE:-pahole}
-SYSCALLS="close dup dup2 dup3 fcntl mmap munmap ioctl lseek execve exit_group clone clone3"
+SYSCALLS="close close_range dup dup2 dup3 fcntl mmap munmap ioctl lseek execve exit_group clone clone3"
 
 warn() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { warn "$*"; exit 1; }
@@ -185,6 +185,11 @@ tracefs_write() {
 tracefs_set() {
 	[ -e "$T/$1" ] || return 0
 	{ printf '%s\n' "$2" >"$T/$1"; } 2>/dev/null || warn "could not write '$2' to $1"
+}
+
+mark() { # a trace_marker line (appended, so that a plain file standing in for tracefs keeps every one)
+	[ -e "$T/trace_marker" ] || return 0
+	{ printf '%s\n' "$1" >>"$T/trace_marker"; } 2>/dev/null || warn "could not write the marker '$1'"
 }
 
 last_error() {
@@ -394,19 +399,30 @@ FILTER_GLOBS="dma_buf_* dma_resv_* dma_fence_* *udmabuf* get_sg_table put_sg_tab
 sync_file_* vgem_* drm_gem_prime_* drm_prime_* drm_gem_map_* drm_gem_unmap_* drm_gem_dmabuf_*
 drm_gem_shmem_prime_* vb2_vmalloc_*"
 
-set_events() { # 0|1
+set_events() { # 0|1; with --syscalls, sets ENABLED_SYSCALLS and ENABLED_SCHED to what it enabled
 	v=$1
+	ENABLED_SYSCALLS=
+	ENABLED_SCHED=
 	for d in "$GROUP" dma_fence dma_buf; do
 		[ ! -e "$T/events/$d/enable" ] || tracefs_set "events/$d/enable" "$v"
 	done
 	if [ "$v" = 0 ] || [ "$SYSCALL_EVENTS" = 1 ]; then
 		for s in $SYSCALLS; do
+			both=1
 			for e in "sys_enter_$s" "sys_exit_$s"; do
-				[ ! -e "$T/events/syscalls/$e/enable" ] || tracefs_set "events/syscalls/$e/enable" "$v"
+				if [ -e "$T/events/syscalls/$e/enable" ]; then
+					tracefs_set "events/syscalls/$e/enable" "$v"
+				else
+					both=0
+				fi
 			done
+			[ "$both" = 0 ] || ENABLED_SYSCALLS="${ENABLED_SYSCALLS:+$ENABLED_SYSCALLS,}$s"
 		done
 		for e in sched_process_fork sched_process_exit; do
-			[ ! -e "$T/events/sched/$e/enable" ] || tracefs_set "events/sched/$e/enable" "$v"
+			if [ -e "$T/events/sched/$e/enable" ]; then
+				tracefs_set "events/sched/$e/enable" "$v"
+				ENABLED_SCHED="${ENABLED_SCHED:+$ENABLED_SCHED,}$e"
+			fi
 		done
 	fi
 }
@@ -449,8 +465,15 @@ cmd_start() {
 	fi
 	# The marker first, before any event is enabled: the reader takes the kernel version from it.
 	tracefs_set tracing_on 1
-	tracefs_set trace_marker "dmaspec: kernel=$(uname -r)"
+	mark "dmaspec: kernel=$(uname -r)"
 	set_events 1
+	# What the trace has, for the reader, which sees only the first lines of a long trace: the probes, and
+	# the system calls whose both events are on here (the rules they decide are no longer narrowed; one
+	# missing, as dup2 on arm64, is not guessed).
+	mark "dmaspec: kprobes=$defined syscalls=$ENABLED_SYSCALLS sched=$ENABLED_SCHED"
+	if [ "$SYSCALL_EVENTS" = 1 ] && [ -z "$ENABLED_SYSCALLS" ]; then
+		warn "--syscalls: no syscall tracepoint found (CONFIG_FTRACE_SYSCALLS?)"
+	fi
 	warn "recording; run the program, then: $PROG stop -o trace.txt"
 }
 
