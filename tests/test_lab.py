@@ -258,8 +258,46 @@ def test_the_exerciser_checks_clean_on_debian_13_and_the_kernel_agrees_with_the_
     assert checked.findings == [] and not checked.withheld and not checked.errors
     c = conformance.analyze(str(result.trace_path), fmt="ftrace")
     assert c.result.findings == [] and c.disagreed == 0
-    met = {(r.action.split("[")[0], r.rule) for r in c.rows}
+    met = {(r.action.split("[")[0].replace("llseek", "lseek"), r.rule) for r in c.rows}
     assert {("syscall:ioctl", "CORE-SYNC-FLAGS"), ("syscall:ioctl", "CORE-SYNC-FILE-FLAGS"),
-            ("syscall:ioctl", "CORE-IOCTL-UNKNOWN"), ("syscall:llseek", "CORE-LLSEEK"),
+            ("syscall:ioctl", "CORE-IOCTL-UNKNOWN"), ("syscall:lseek", "CORE-LLSEEK"),
             ("syscall:mmap", "CORE-MMAP-TOO-LARGE")} <= met
     assert c.agreed >= 50
+
+
+MISUSES = {"sync-start-no-end": "SYNC-LEAK", "sync-start-twice": "SYNC-START-TWICE",
+           "read-bracket-write": "SYNC-ACCESS-DIRECTION", "mmap-no-sync": "MMAP-ACCESS-WITHOUT-SYNC",
+           "fd-no-cloexec-exec": "FD-NO-CLOEXEC"}
+
+
+@pytest.mark.lab
+def test_seeded_misuse_is_reported_with_its_rule_from_the_real_kernels_trace(tmp_path: Path) -> None:
+    """Each misuse mode runs as its own process in one boot; each process gets exactly its rule."""
+    import re
+
+    from checker.api import check_file
+
+    k = lab.fetch("debian-13")
+    program = lab.build_exerciser(tmp_path / "build")
+    script = tmp_path / "misuse.sh"
+    script.write_text("#!/bin/sh\nfor m in " + " ".join(MISUSES) + "; do\n"
+                      "\t/lab/work/dmabuf-exerciser --misuse \"$m\" || exit 1\ndone\n")
+    script.chmod(0o755)
+    result = lab.run(script, [], k, modules=[], workdir=tmp_path / "run", timeout=300,
+                     extra_files=[(program, "/lab/work/dmabuf-exerciser")])
+    assert result.failure == "" and result.status == 0, (result.failure, result.output)
+    trace = result.trace_path.read_text()
+    pids = {m["misuse"]: int(m["pid"]) for m in re.finditer(
+        r"dmabuf-exercise: begin pid=(?P<pid>\d+) \S+ mode=misuse misuse=(?P<misuse>[\w-]+)", trace)}
+    assert sorted(pids) == sorted(MISUSES)
+    checked = check_file(str(result.trace_path), fmt="ftrace")
+    by_pid: dict[int, list[str]] = {}
+    tid_pid = {int(t): int(p) for t, p in re.findall(r"-(\d+)\s+\(\s*(\d+)\)", trace)}
+    for f in checked.findings:
+        assert f.tid is not None
+        by_pid.setdefault(tid_pid.get(f.tid, f.tid), []).append(f.rule)
+    for mode, rule in MISUSES.items():
+        got = by_pid.get(pids[mode], [])
+        if mode == "fd-no-cloexec-exec":  # reported in the exec'd child, which holds the fd
+            got += [r for pid, rules in by_pid.items() if pid not in pids.values() for r in rules]
+        assert got == [rule], (mode, by_pid)

@@ -278,6 +278,17 @@ def test_a_program_that_marks_its_mapping_accesses_has_them_checked() -> None:
     assert wrong.undecided["SYNC-ACCESS-DIRECTION"] == 1
 
 
+def test_the_recorders_marker_says_the_sync_flags_are_read() -> None:
+    base = (kp("dma_buf_export", 'exp_name="system"') + kr("dma_buf_export", "0xa file=0xf")
+            + kp("dma_buf_fd", "dmabuf=0xa flags=0x80000") + kr("dma_buf_fd", "4"))
+    head = HEADER + mark("dmaspec: kernel=6.12.1")
+    said = head + mark("dmaspec: kprobes=48 syscalls= sched= sync_flags=1")
+    silent = head + mark("dmaspec: kprobes=48 syscalls= sched= sync_flags=0")
+    for text, hidden in ((said, False), (silent, True)):
+        conv = convert(io.BufferedReader(io.BytesIO((text + base).encode())), "t.txt")
+        assert ("ioctl" in conv.header.unobserved) is hidden
+
+
 def test_file_operations_before_the_link_are_kept_until_it() -> None:
     text = (HEADER + kp("dma_buf_export", 'exp_name="e"') + kr("dma_buf_export", "0xa")
             + kp("dma_buf_fd", "dmabuf=0xa flags=0") + kr("dma_buf_fd", "3")

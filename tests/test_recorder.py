@@ -398,7 +398,7 @@ def test_start_stop_clean_on_a_fake_tracefs(tmp_path: Path) -> None:
     assert kernel == f"dmaspec: kernel={os.uname().release}"
     n = sum(1 for d in (t / "kprobe_events").read_text().splitlines() if d.startswith(("p:", "r:")))
     # the probes defined, and the syscalls whose enter and exit events both exist here (only close's do)
-    assert events == f"dmaspec: kprobes={n} syscalls=close sched=sched_process_fork"
+    assert events == f"dmaspec: kprobes={n} syscalls=close sched=sched_process_fork sync_flags=1"
     assert (t / "options/record-tgid").read_text() == "1\n" and (t / "tracing_on").read_text() == "1\n"
     assert (t / "events/dmaspec/enable").read_text() == "1\n" == (t / "events/dma_fence/enable").read_text()
     assert (t / "events/syscalls/sys_enter_close/enable").read_text() == "1\n"

@@ -90,7 +90,7 @@ SYS_ARG = re.compile(r'(\w+): (?:0x)?([0-9a-fA-F]+)(?: "(?:[^"\\]|\\.)*"(?:\.\.\
 # What ftrace-setup.sh writes after enabling the events: how many probes it defined, the syscalls and sched events
 # it enabled.
 EVENTS_MARK = re.compile(r"dmaspec: (?:kprobes=(?P<kprobes>\d+) )?syscalls=(?P<sys>[\w,]*)"
-                         r"(?: sched=(?P<sched>[\w,]*))?")
+                         r"(?: sched=(?P<sched>[\w,]*))?(?: sync_flags=(?P<sync_flags>[01]))?")
 SYS_IN_HEAD = re.compile(r": (?:sys_(?P<name>\w+)(?:\(| -> )|(?:syscalls:)?sys_(?:enter|exit)_(?P<tp>\w+):)")
 
 
@@ -1283,6 +1283,9 @@ def read(stream: IO[bytes], file: str, head: bytes) -> Conversion:
         m = re.match(r"(\d+)\.(\d+)", release)
         profile = f"{m[1]}.{m[2]}" if m else None
     unobserved = set(ALWAYS_UNOBSERVED)
+    events_mark = EVENTS_MARK.search(text)
+    if events_mark is not None and events_mark["sync_flags"] == "1":
+        conv.sync_flags = True  # the recorder's probe reads them, though no SYNC came in the first lines
     if not conv.sync_flags:
         unobserved.add("ioctl")
     if not conv.kprobes:

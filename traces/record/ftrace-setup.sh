@@ -470,7 +470,10 @@ cmd_start() {
 	# What the trace has, for the reader, which sees only the first lines of a long trace: the probes, and
 	# the system calls whose both events are on here (the rules they decide are no longer narrowed; one
 	# missing, as dup2 on arm64, is not guessed).
-	mark "dmaspec: kprobes=$defined syscalls=$ENABLED_SYSCALLS sched=$ENABLED_SCHED"
+	# sync_flags: whether the dma_buf_ioctl probe reads the SYNC flags from user memory (the "+u" fetch).
+	sync_flags=0
+	! grep -q "dma_buf_ioctl .*flags=" "$T/kprobe_events" 2>/dev/null || sync_flags=1
+	mark "dmaspec: kprobes=$defined syscalls=$ENABLED_SYSCALLS sched=$ENABLED_SCHED sync_flags=$sync_flags"
 	if [ "$SYSCALL_EVENTS" = 1 ] && [ -z "$ENABLED_SYSCALLS" ]; then
 		warn "--syscalls: no syscall tracepoint found (CONFIG_FTRACE_SYSCALLS?)"
 	fi
