@@ -3,6 +3,7 @@ bounded cycle search of the lockdep-style graphs."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -68,3 +69,26 @@ def short_cycles(graph: Any, bound: int) -> Iterator[list[Any]]:
     except TypeError:
         cycles = (c for c in nx.simple_cycles(graph) if len(c) <= bound)
     return cycles
+
+
+def distinct_cycles(sub: Any, edges: list[tuple[Any, Any]], seen: set[tuple[Any, ...]], small: int,
+                    bound: int) -> Iterator[list[Any]]:
+    """The cycles of the strongly connected ``sub`` that lockdep-style analyses report, each once across calls
+    sharing ``seen``: for each edge u -> v of ``edges`` (in order), the shortest way back v ->* u; and, when
+    ``sub`` has at most ``small`` nodes, every simple cycle of at most ``bound`` nodes.  A cycle comes as found
+    (starting where its search started); ``seen`` keeps its rotation that starts at its least node.
+
+    >>> g = nx.DiGraph([("a", "b"), ("b", "a"), ("b", "c"), ("c", "a")])
+    >>> seen: set[tuple[Any, ...]] = set()
+    >>> sorted(tuple(c) for c in distinct_cycles(g, [("a", "b"), ("b", "a")], seen, small=16, bound=8))
+    [('a', 'b'), ('c', 'a', 'b')]
+    """
+    candidates: Iterator[list[Any]] = ([u, *nx.shortest_path(sub, v, u)[:-1]] for u, v in edges)
+    if len(sub) <= small:
+        candidates = itertools.chain(candidates, short_cycles(sub, bound))
+    for cycle in candidates:
+        first = cycle.index(min(cycle))
+        canonical = tuple(cycle[first:] + cycle[:first])
+        if canonical not in seen:
+            seen.add(canonical)
+            yield cycle

@@ -98,7 +98,6 @@ timeline.  Nothing else grows with the trace.
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -106,7 +105,7 @@ from typing import Any
 
 import networkx as nx  # type: ignore[import-untyped]
 
-from checker.analysis.common import int_value, name_of, read_events, short_cycles
+from checker.analysis.common import distinct_cycles, int_value, name_of, read_events
 from checker.core import Finding, ObjectState, Result
 from checker.sleeping import waiting_calls
 from checker.trace import Event, Header
@@ -379,15 +378,9 @@ class FenceWaitGraph:
                 continue
             sub = self.graph.subgraph(component)
             edges = sorted(sub.edges, key=lambda e: sub.edges[e]["dependencies"][0].signal.line)
-            candidates: Iterator[list[str]] = ([u, *nx.shortest_path(sub, v, u)[:-1]] for u, v in edges)
-            if len(component) <= SMALL_COMPONENT:
-                candidates = itertools.chain(candidates, short_cycles(sub, MAX_CYCLE_LENGTH))
-            for cycle in candidates:
+            for cycle in distinct_cycles(sub, edges, seen, SMALL_COMPONENT, MAX_CYCLE_LENGTH):
                 first = cycle.index(min(cycle))
                 canonical = tuple(cycle[first:] + cycle[:first])
-                if canonical in seen:
-                    continue
-                seen.add(canonical)
                 examined += 1
                 if examined > MAX_CYCLES:
                     self.exempt["not searched (too many cycles)"] += 1

@@ -74,7 +74,7 @@ from typing import Any
 
 import networkx as nx  # type: ignore[import-untyped]
 
-from checker.analysis.common import int_value, name_of, read_events, short_cycles
+from checker.analysis.common import distinct_cycles, int_value, name_of, read_events
 from checker.core import Finding, ObjectState, Result
 from checker.trace import Event, Header
 from spec import kernel as K
@@ -385,15 +385,7 @@ class LockOrderGraph:
             if not open_edges:
                 self.exempt["ww acquire contexts"] += 1
                 continue
-            candidates: Iterator[list[str]] = ([u, *nx.shortest_path(sub, v, u)[:-1]] for u, v in open_edges)
-            if len(component) <= SMALL_COMPONENT:
-                candidates = itertools.chain(candidates, _short_cycles(sub))
-            for cycle in candidates:
-                first = cycle.index(min(cycle))
-                canonical = tuple(cycle[first:] + cycle[:first])
-                if canonical in seen:
-                    continue
-                seen.add(canonical)
+            for cycle in distinct_cycles(sub, open_edges, seen, SMALL_COMPONENT, MAX_CYCLE_LENGTH):
                 examined += 1
                 if examined > MAX_CYCLES:
                     self.exempt["not searched (too many cycles)"] += 1
@@ -406,10 +398,6 @@ class LockOrderGraph:
                 else:
                     yield chain
 
-
-def _short_cycles(graph: Any) -> Iterator[list[str]]:
-    """The simple cycles of ``graph`` of at most MAX_CYCLE_LENGTH locks."""
-    return short_cycles(graph, MAX_CYCLE_LENGTH)
 
 
 def _exemption(chain: tuple[Witness, ...], through_fence: bool, all_resv: bool) -> str:
