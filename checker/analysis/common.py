@@ -80,8 +80,10 @@ def distinct_cycles(sub: Any, edges: list[tuple[Any, Any]], seen: set[tuple[Any,
 
     >>> g = nx.DiGraph([("a", "b"), ("b", "a"), ("b", "c"), ("c", "a")])
     >>> seen: set[tuple[Any, ...]] = set()
-    >>> sorted(tuple(c) for c in distinct_cycles(g, [("a", "b"), ("b", "a")], seen, small=16, bound=8))
-    [('a', 'b'), ('c', 'a', 'b')]
+    >>> sorted(sorted(c) for c in distinct_cycles(g, [("a", "b"), ("b", "a")], seen, small=16, bound=8))
+    [['a', 'b'], ['a', 'b', 'c']]
+    >>> sorted(seen), list(distinct_cycles(g, [("a", "b")], seen, small=16, bound=8))
+    ([('a', 'b'), ('a', 'b', 'c')], [])
     """
     candidates: Iterator[list[Any]] = ([u, *nx.shortest_path(sub, v, u)[:-1]] for u, v in edges)
     if len(sub) <= small:
