@@ -85,6 +85,22 @@ def sniff(head: bytes) -> bool:
     return False
 
 
+def pids_in(head: bytes) -> set[int]:
+    """The processes (tgid, else thread) the first lines of an ftrace recording show.
+
+    >>> sorted(pids_in(b" app-7 (   5) [000] ..... 1.0: tracing_mark_write: hi\\n"))
+    [5]
+    """
+    out: set[int] = set()
+    for line in head.decode("utf-8", "replace").splitlines()[:4096]:
+        m = PREFIX.match(line)
+        if m:
+            tgid = m["tgid"]
+            out.add(int(tgid) if tgid and tgid.isdigit() else int(m["tid"]))
+    out.discard(0)
+    return out
+
+
 # -- what the kernel functions are ----------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -260,8 +276,9 @@ MAX_PENDING = 64  # file operations held per file until it is linked to its buff
 
 
 class _Converter:
-    def __init__(self, file: str, head: str) -> None:
+    def __init__(self, file: str, head: str, join: bool = False) -> None:
         self.file = file
+        self.join = join  # for checker.join: say which events are inferred, and the buffer behind file operations
         self.skipped: Counter[str] = Counter()
         self.notes: list[str] = []
         self.stacks: dict[int, list[Frame]] = {}
@@ -272,6 +289,7 @@ class _Converter:
         self.exported: set[str] = set()  # buffers exported in the trace (their reference may be installed unseen)
         self.kprobes = bool(re.search(r": \((?:dma_buf_\w+\+0x|[^)]* <- dma_buf_)", head))
         self.sync_flags = bool(re.search(r"dma_buf_ioctl\+0x[0-9a-f]+/0x[0-9a-f]+\)[^\n]* flags=", head))
+        self.fd_flags = bool(re.search(r"dma_buf_fd\+0x[0-9a-f]+/0x[0-9a-f]+\)[^\n]* flags=", head))
         self.tgid = bool(re.search(r"-\d+\s+\(\s*(?:\d+|-+)\)\s+\[\d+\]", head))
         self.args_by_position: dict[str, dict[str, str]] = {}
         self.stack_trace = False
@@ -281,7 +299,10 @@ class _Converter:
     # -- emitting --
 
     def emit(self, ev: Event, op: str, args: dict[str, Any], ret: int | str | None = None,
-             kind: str = "call") -> None:
+             kind: str = "call", **private: Any) -> None:
+        """Write one canonical event.  ``private``: fields for ``checker.join`` (named without their ``_``),
+        written only when joining: ``why`` an event is inferred rather than seen, the ``buf`` of a file operation.
+        """
         event: dict[str, Any] = {"op": op, "tid": ev.tid, "pid": ev.pid, "args": args}
         if kind != "call":
             event["kind"] = kind
@@ -291,6 +312,8 @@ class _Converter:
             event["ts"] = ev.ts
         event["comm"] = ev.comm
         event["cpu"] = ev.cpu
+        if self.join:
+            event.update({"_" + k: v for k, v in private.items() if v is not None})
         self.out.append((ev.line, event))
 
     # -- lines --
@@ -527,7 +550,7 @@ class _Converter:
         if where is not None:
             self.fd_owner.pop(where, None)
             self.emit(Event(ev.line, ev.comm, ev.tid, where[0], ev.cpu, ev.ts), "close", {"fd": where[1]}, 0,
-                      kind="syscall")
+                      kind="syscall", why="reuse")
         for file in [f for f, state in self.files.items() if state.dmabuf == dmabuf]:
             del self.files[file]
 
@@ -536,7 +559,7 @@ class _Converter:
         key = (ev.pid, fd)
         old = self.fd_owner.get(key)
         if old is not None and old != dmabuf:
-            self.emit(ev, "close", {"fd": fd}, 0, kind="syscall")  # closed in a way the trace cannot show
+            self.emit(ev, "close", {"fd": fd}, 0, kind="syscall", why="reinstall")  # closed unseen
             self.fds.pop(old, None)
         self.fds[dmabuf] = key
         self.fd_owner[key] = dmabuf
@@ -546,7 +569,7 @@ class _Converter:
         if self.fds.get(dmabuf) == (ev.pid, fd):
             return
         if dmabuf not in self.fds and dmabuf in self.exported:
-            self.emit(ev, "dma_buf_fd", {"dmabuf": dmabuf}, fd)
+            self.emit(ev, "dma_buf_fd", {"dmabuf": dmabuf}, fd, why="get")
             self.installed(ev, dmabuf, fd)
 
     def file_op(self, ev: Event, frame: Frame, ret: int | str | None) -> None:
@@ -577,7 +600,7 @@ class _Converter:
         r = returned(ret, "int") if ret is not None else None
         if func == "dma_buf_llseek":
             self.emit(ev, "llseek", {"fd": fd, "offset": number(f.get("offset")), "whence": number(f.get("whence"))},
-                      r, kind="syscall")
+                      r, kind="syscall", buf=state.dmabuf)
         elif func == "dma_buf_ioctl":
             self.ioctl(ev, fd, state, f, r)
         elif func == "dma_buf_mmap_internal":
@@ -589,9 +612,9 @@ class _Converter:
             addr = handle(start) or ""
             if not (isinstance(r, int) and r < 0):
                 state.vmas.append(addr)
-                self.emit(ev, "mmap", args, addr, kind="syscall")
+                self.emit(ev, "mmap", args, addr, kind="syscall", buf=state.dmabuf)
             else:
-                self.emit(ev, "mmap", args, r, kind="syscall")
+                self.emit(ev, "mmap", args, r, kind="syscall", buf=state.dmabuf)
 
     def ioctl(self, ev: Event, fd: int, state: FileState, f: dict[str, Any], r: int | str | None) -> None:
         cmd = number(f.get("cmd"))
@@ -600,17 +623,16 @@ class _Converter:
             return
         args: dict[str, Any] = {"fd": fd, "cmd": cmd}
         flags = number(f.get("flags"))
-        if cmd == IOCTL_SYNC:
-            if flags is None:
-                self.skipped["DMA_BUF_IOCTL_SYNC whose flags the trace does not record"] += 1
+        if cmd in (IOCTL_SYNC, IOCTL_EXPORT_SYNC_FILE, IOCTL_IMPORT_SYNC_FILE) and flags is None:
+            if self.join:  # an strace of the run may show the flags: the join pairs the two
+                self.emit(ev, "ioctl", args, r, kind="syscall", buf=state.dmabuf, noflags=True)
                 return
+            what = "DMA_BUF_IOCTL_SYNC" if cmd == IOCTL_SYNC else "sync-file ioctl"
+            self.skipped[f"{what} whose flags the trace does not record"] += 1
+            return
+        if flags is not None and cmd in (IOCTL_SYNC, IOCTL_EXPORT_SYNC_FILE, IOCTL_IMPORT_SYNC_FILE):
             args["flags"] = flags
-        elif cmd in (IOCTL_EXPORT_SYNC_FILE, IOCTL_IMPORT_SYNC_FILE):
-            if flags is None:
-                self.skipped["sync-file ioctl whose flags the trace does not record"] += 1
-                return
-            args["flags"] = flags
-        self.emit(ev, "ioctl", args, r, kind="syscall")
+        self.emit(ev, "ioctl", args, r, kind="syscall", buf=state.dmabuf)
 
     def release_file(self, ev: Event, file: str, state: FileState) -> None:
         """The file's last reference is gone: every fd and mapping of it went before."""
@@ -622,8 +644,8 @@ class _Converter:
             pid, fd = where
             at = Event(ev.line, ev.comm, ev.tid, pid, ev.cpu, ev.ts)
             for addr in state.vmas:
-                self.emit(at, "munmap", {"addr": addr}, 0, kind="syscall")
-            self.emit(at, "close", {"fd": fd}, 0, kind="syscall")
+                self.emit(at, "munmap", {"addr": addr}, 0, kind="syscall", why="release")
+            self.emit(at, "close", {"fd": fd}, 0, kind="syscall", why="release")
             del self.fds[dmabuf]
             self.fd_owner.pop(where, None)
         del self.files[file]
@@ -692,9 +714,16 @@ TRACEPOINTS_UNOBSERVED = frozenset({
 })
 
 
-def read(stream: IO[bytes], file: str, head: bytes) -> Conversion:
+def read(stream: IO[bytes], file: str, head: bytes, *, join: bool = False) -> Conversion:
+    """The conversion of ftrace text ``stream`` (at its start; ``head`` is a peek of it).
+
+    ``join``: for ``checker.join``, which joins it with an strace of the same run.  Events carry fields of the
+    join's own, starting with ``_``: ``_why`` an event is inferred rather than seen (the ``close`` and ``munmap``
+    of a file's release), ``_buf`` the buffer of a file operation, and ``DMA_BUF_IOCTL_SYNC`` without its flags
+    is written, marked ``_noflags``, for the join to pair with the strace's.
+    """
     text = head.decode("utf-8", "replace")
-    conv = _Converter(file, text)
+    conv = _Converter(file, text, join)
     mark = KERNEL_MARK.search(text)
     profile = None
     if mark:
@@ -716,7 +745,8 @@ def read(stream: IO[bytes], file: str, head: bytes) -> Conversion:
     if not conv.tgid:
         notes.append("no tgid column (options/record-tgid): thread ids stand for processes")
     header = Header(profile=profile, unobserved=frozenset(unobserved),
-                    source={"tracer": "ftrace", "kprobes": conv.kprobes, "sync_flags": conv.sync_flags})
+                    source={"tracer": "ftrace", "kprobes": conv.kprobes, "sync_flags": conv.sync_flags,
+                            "fd_flags": conv.fd_flags, "tgid": conv.tgid})
     conversion = Conversion("ftrace", header, iter(()), conv.skipped, notes)
     conversion.undecidable = dict(UNDECIDABLE)
     conversion.events = _events(stream, file, conv, conversion)

@@ -155,7 +155,7 @@ _ATTACHED = re.compile(r"strace: Process (?P<pid>\d+) attached")
 _SPLIT_MSG = re.compile(r"(?P<head>.*?\S.*?)(?P<msg>strace: Process \d+ (?:attached|detached))")
 _SUMMARY = re.compile(r"% time .*|-{3,}[ -]*|\s*\d+\.\d+\s+\d+\.\d+\s+\d+\s+\d+(?:\s+\d+)?\s+\w+")
 _ERRNAME = re.compile(r"(?P<name>E[A-Z0-9_]+)\b")
-_TIMING = re.compile(r"\s*<\d+(?:\.\d+)?>\s*$")
+_TIMING = re.compile(r"\s*<(?P<seconds>\d+(?:\.\d+)?)>\s*$")
 _FD = re.compile(r"(?P<fd>-?\d+|AT_FDCWD)(?:<(?P<path>.*)>)?(?:\(deleted\))?", re.S)
 _ARGNAME = re.compile(r"[a-z_][a-z0-9_]*=(?![=>])")
 _UNIX = re.compile(r"(?:UNIX(?:-[A-Z]+)?:\[(?P<ino>\d+)(?:->(?P<peer>\d+))?|socket:\[(?P<sino>\d+)\])")
@@ -218,6 +218,27 @@ def sniff(head: bytes) -> bool:
             shaped += 1
             calls += m.group("what")[:1].isalpha()
     return calls > 0 and shaped * 2 >= len(lines)
+
+
+def pids_in(head: bytes) -> set[int]:
+    """The processes and threads the first lines of an strace recording show (its pid column, or what
+    ``set_tid_address`` returned).
+
+    >>> sorted(pids_in(b'42  10:00:00.000001 close(3) = 0\\n43  10:00:00.000002 close(4) = 0\\n'))
+    [42, 43]
+    """
+    out: set[int] = set()
+    for line in head.decode("latin-1").split("\n")[:4096]:
+        m = _HEAD.fullmatch(line.strip())
+        if m is None:
+            continue
+        pid = m.group("pid1") or m.group("pid2")
+        if pid:
+            out.add(int(pid))
+        tid = re.match(r"set_tid_address\(.*\)\s+=\s+(\d+)", m.group("body"))
+        if tid:
+            out.add(int(tid.group(1)))
+    return out
 
 
 # -- small parsers ----------------------------------------------------------------------------------
@@ -300,6 +321,11 @@ def _fd(text: str) -> tuple[int, str | None]:
     if not m or m.group("fd") == "AT_FDCWD":
         raise _Unparseable("not an fd")
     return _int(m.group("fd")), m.group("path")
+
+
+def _is_marker(path: str | None) -> bool:
+    """A path of tracefs's ``trace_marker`` (under ``/sys/kernel/tracing`` or ``/sys/kernel/debug/tracing``)."""
+    return path is not None and path.split("<", 1)[0].endswith("/trace_marker")
 
 
 def _is_dmabuf(path: str | None) -> bool:
@@ -419,10 +445,11 @@ class _Proc:
     devs: dict[int, str] = field(default_factory=dict)  # fd -> path, for dma-buf devices opened (without -y)
     threads: set[int] = field(default_factory=set)
     creates: deque[tuple[str, int | None, int]] = field(default_factory=deque)  # creating ioctls whose fd is unseen
+    marks: set[int] = field(default_factory=set)  # fds open on tracefs's trace_marker (without -y)
     dead: bool = False
 
     def fork(self) -> _Proc:
-        return _Proc(dict(self.fds), dict(self.maps), dict(self.devs))
+        return _Proc(dict(self.fds), dict(self.maps), dict(self.devs), marks=set(self.marks))
 
 
 @dataclass
@@ -447,6 +474,8 @@ class _Call:
     tid: int
     line: int
     ts: float | None
+    end: float | None = None  # when the call returned, if strace shows it (-T; the line of a resumed call)
+    resumed: bool = False  # printed in two halves: ``ts`` is the second half's time, not the call's start
 
     def ret(self) -> int | None:
         """The return value as the canonical format wants it: the value, or a negative errno; None for ``?``."""
@@ -477,7 +506,7 @@ HANDLED = frozenset({
     "close", "close_range", "dup", "dup2", "dup3", "fcntl", "fcntl64", "lseek", "_llseek", "llseek", "mmap", "mmap2",
     "munmap", "ioctl", "fork", "vfork", "clone", "clone2", "clone3", "execve", "execveat", "exit_group", "exit",
     "openat", "open", "openat2", "creat", "sendmsg", "recvmsg", "socketpair", "pidfd_getfd", "set_tid_address",
-    "gettid", "getpid"})
+    "gettid", "getpid", "write"})
 FORKS = frozenset({"fork", "vfork", "clone", "clone2", "clone3"})
 DEVICE_PREFIXES = ("/dev/dma_heap/", "/dev/udmabuf", "/dev/dri/", "/dev/video")
 
@@ -485,10 +514,11 @@ DEVICE_PREFIXES = ("/dev/dma_heap/", "/dev/udmabuf", "/dev/dri/", "/dev/video")
 class _Converter:
     """Turns strace lines into canonical events, one line at a time."""
 
-    def __init__(self, stream: IO[bytes], file: str, conv: Conversion) -> None:
+    def __init__(self, stream: IO[bytes], file: str, conv: Conversion, join: bool = False) -> None:
         self.stream = stream
         self.file = file
         self.conv = conv
+        self.join = join  # for checker.join: every fd's system calls, and when each call started and returned
         self.skipped = conv.skipped
         self.out: list[tuple[int, dict[str, Any]]] = []
         self.queue: deque[tuple[int, dict[str, Any]]] = deque()
@@ -538,10 +568,18 @@ class _Converter:
             event["ret"] = ret
         if c.ts is not None:
             event["ts"] = c.ts
+        if self.join:  # fields of checker.join's own, which it removes: when the call started and returned
+            if c.ts is not None and not c.resumed:
+                event["_t0"] = c.ts
+            if c.end is not None:
+                event["_t1"] = c.end
         self.out.append((c.line, event))
 
-    def export(self, c: _Call, exp_name: str, size: int | None, fd: int, fd_flags: int) -> None:
-        """What the kernel did in a creating ioctl: export a buffer and install it in a new fd."""
+    def export(self, c: _Call, exp_name: str, size: int | None, fd: int, fd_flags: int, seen: bool = True) -> None:
+        """What the kernel did in a creating ioctl: export a buffer and install it in a new fd.
+
+        ``seen``: on the ioctl's own line; otherwise attributed to a later line that showed the fd.
+        """
         handle = f"strace:{c.line}"
         while any(handle == h for h, _ in self.proc(c.tid).fds.values()):
             handle += "'"
@@ -550,6 +588,9 @@ class _Converter:
             args["size"] = size
         self.emit(c, "dma_buf_export", "call", args, handle)
         self.emit(c, "dma_buf_fd", "call", {"dmabuf": handle, "flags": fd_flags}, fd)
+        if self.join and not seen:
+            for _, event in self.out[-2:]:
+                event["_why"] = "adopted"  # not at the time of the ioctl: no time anchor
         self.proc(c.tid).fds[fd] = (handle, bool(fd_flags & K.O_CLOEXEC))
 
     def receive(self, c: _Call, fd: int, handle: str | None, cloexec: bool | None) -> None:
@@ -571,7 +612,7 @@ class _Converter:
             exp_name, size, line = p.creates.popleft()
             self.note(f"a creating ioctl's new fd was not printed (line {line}): attributed to the first dma-buf fd "
                       "-y showed afterwards; its close-on-exec flag is taken as set (use strace -v, 6.11 or later)")
-            self.export(c, exp_name, size, fd, K.O_CLOEXEC)
+            self.export(c, exp_name, size, fd, K.O_CLOEXEC, seen=False)
             return
         self.receive(c, fd, None, None)
 
@@ -798,9 +839,14 @@ class _Converter:
         if pend.child is not None:
             self.skip("fork: recorded when the child appeared")
             return
-        self.complete(name, done, tid, n, ts)
+        self.complete(name, done, tid, n, ts, resumed=True)
 
-    def complete(self, name: str, done: re.Match[str], tid: int, n: int, ts: float | None) -> None:
+    def complete(self, name: str, done: re.Match[str], tid: int, n: int, ts: float | None,
+                 resumed: bool = False) -> None:
+        timing = _TIMING.search(done.group("tail"))
+        end = ts if resumed else None  # strace stamps the second half of a call when it returns
+        if timing is not None and ts is not None and not resumed:
+            end = round(ts + float(timing.group("seconds")), 9)
         tail = _TIMING.sub("", done.group("tail")).strip()
         ret_path: str | None = None
         if tail.startswith("<"):
@@ -813,14 +859,15 @@ class _Converter:
         if name not in HANDLED:
             if "dmabuf" in args_text or _is_dmabuf(ret_path):
                 c = _Call(name, _split(args_text), done.group("rv"), err.group("name") if err else None, ret_path,
-                          tid, n, ts)
+                          tid, n, ts, end, resumed)
                 self.adopt_args(c)
                 rv = c.ret()
                 if rv is not None and rv >= 0 and _is_dmabuf(ret_path):
                     self.adopt(c, rv, ret_path)
             self.skip(NOT_ABOUT)
             return
-        c = _Call(name, _split(args_text), done.group("rv"), err.group("name") if err else None, ret_path, tid, n, ts)
+        c = _Call(name, _split(args_text), done.group("rv"), err.group("name") if err else None, ret_path, tid, n, ts,
+                  end, resumed)
         if name not in FORKS and "dmabuf" in args_text:
             self.adopt_args(c)
         getattr(self, "sys_" + name.lstrip("_"))(c)
@@ -932,7 +979,9 @@ class _Converter:
     # -- system calls ---------------------------------------------------------------------------------
 
     def known(self, c: _Call, fd: int) -> bool:
-        if fd in self.proc(c.tid).fds:
+        """Whether to record a system call on ``fd``: a dma-buf the reader has seen, or any fd when joined with a
+        kernel trace, which may know it is one (the checker ignores calls on other fds)."""
+        if fd in self.proc(c.tid).fds or self.join:
             return True
         self.skip(NOT_DMABUF_FD)
         return False
@@ -941,12 +990,13 @@ class _Converter:
         fd, _ = _fd(c.arg(0))
         p = self.proc(c.tid)
         p.devs.pop(fd, None)
+        p.marks.discard(fd)
         if not self.known(c, fd):
             return
         ret = c.ret()
         self.emit(c, "close", "syscall", {"fd": fd}, ret)
         if ret != -K.EBADF:
-            del p.fds[fd]
+            p.fds.pop(fd, None)
 
     def sys_close_range(self, c: _Call) -> None:
         first = _int(c.arg(0))
@@ -955,10 +1005,7 @@ class _Converter:
         flags = _flags(c.arg(2), {"CLOSE_RANGE_UNSHARE": 2, "CLOSE_RANGE_CLOEXEC": CLOSE_RANGE_CLOEXEC}) \
             if len(c.args) > 2 else 0
         p = self.proc(c.tid)
-        fds = sorted(fd for fd in p.fds if first <= fd <= last)
-        if c.ret() != 0 or not fds:
-            self.skip(NOT_DMABUF_FD)
-            return
+        fds = sorted(fd for fd in p.fds if first <= fd <= last) if c.ret() == 0 else []
         for fd in fds:
             if flags & CLOSE_RANGE_CLOEXEC:
                 self.emit(c, "fcntl", "syscall", {"fd": fd, "cmd": "F_SETFD", "arg": 1}, 0)
@@ -966,6 +1013,12 @@ class _Converter:
             else:
                 self.emit(c, "close", "syscall", {"fd": fd}, 0)
                 del p.fds[fd]
+        if self.join and c.ret() == 0:
+            # fds a kernel trace knows to be dma-bufs may be in the range too: checker.join closes them
+            self.emit(c, "_close_range", "syscall", {"first": first, "last": last,
+                                                     "cloexec": bool(flags & CLOSE_RANGE_CLOEXEC)}, 0)
+        elif not fds:
+            self.skip(NOT_DMABUF_FD)
 
     def _dup_to(self, c: _Call, fd: int, newfd: int, cloexec: bool, args: dict[str, Any]) -> None:
         p = self.proc(c.tid)
@@ -974,6 +1027,11 @@ class _Converter:
             if newfd in p.fds and ret is not None and ret >= 0 and fd != newfd:
                 self.emit(c, "close", "syscall", {"fd": newfd}, 0)  # dup2 onto a dma-buf fd closes it
                 del p.fds[newfd]
+                if self.join:
+                    self.emit(c, c.name, "syscall", args, ret)
+                return
+            if self.join:
+                self.emit(c, c.name, "syscall", args, ret)
                 return
             self.skip(NOT_DMABUF_FD)
             return
@@ -990,8 +1048,8 @@ class _Converter:
             self.skip(NO_RESULT)
             return
         self.emit(c, "dup", "syscall", {"fd": fd}, ret)
-        if ret >= 0:
-            p = self.proc(c.tid)
+        p = self.proc(c.tid)
+        if ret >= 0 and fd in p.fds:
             p.fds[ret] = (p.fds[fd][0], False)
 
     def sys_dup2(self, c: _Call) -> None:
@@ -1019,7 +1077,7 @@ class _Converter:
         if cmd == "F_SETFD":
             arg = _flags(c.arg(2), {"FD_CLOEXEC": 1}) if len(c.args) > 2 else 0
             self.emit(c, "fcntl", "syscall", {"fd": fd, "cmd": cmd, "arg": arg}, ret)
-            if ret is None or ret >= 0:
+            if (ret is None or ret >= 0) and fd in p.fds:
                 p.fds[fd] = (p.fds[fd][0], bool(arg & 1))
             return
         if ret is None:
@@ -1027,7 +1085,7 @@ class _Converter:
             return
         arg = _int(c.arg(2)) if len(c.args) > 2 else 0
         self.emit(c, "fcntl", "syscall", {"fd": fd, "cmd": cmd, "arg": arg}, ret)
-        if ret >= 0:
+        if ret >= 0 and fd in p.fds:
             p.fds[ret] = (p.fds[fd][0], cmd == "F_DUPFD_CLOEXEC")
 
     sys_fcntl64 = sys_fcntl
@@ -1080,7 +1138,8 @@ class _Converter:
         if ret >= 0 or c.rv.startswith("0x"):
             addr = f"0x{ret & ((1 << 64) - 1):x}"
             self.emit(c, "mmap", "syscall", args, addr)
-            p.maps[addr] = p.fds[fd][0]
+            if fd in p.fds:
+                p.maps[addr] = p.fds[fd][0]
         else:
             self.emit(c, "mmap", "syscall", args, ret)
 
@@ -1089,13 +1148,13 @@ class _Converter:
     def sys_munmap(self, c: _Call) -> None:
         addr = f"0x{_int(c.arg(0)) & ((1 << 64) - 1):x}"
         p = self.proc(c.tid)
-        if addr not in p.maps:
+        if addr not in p.maps and not self.join:
             self.skip("address not a known dma-buf mapping")
             return
         ret = c.ret()
         self.emit(c, "munmap", "syscall", {"addr": addr, "length": _int(c.arg(1))}, ret)
         if ret is None or ret >= 0:
-            del p.maps[addr]
+            p.maps.pop(addr, None)
 
     def sys_ioctl(self, c: _Call) -> None:
         fd, path = _fd(c.arg(0))
@@ -1105,8 +1164,9 @@ class _Converter:
             creator = next((n for n in names if n in CREATORS), None)
         if fd in self.proc(c.tid).fds:
             creator = None  # on a dma-buf: a command its ioctl does not know
-        elif creator is None:
-            self.skip(NOT_DMABUF_FD)
+        elif creator is None and not (self.join and (number in IOCTL_BY_NUMBER or any(n in IOCTL_NUMBERS
+                                                                                      for n in names))):
+            self.skip(NOT_DMABUF_FD)  # (joined with a kernel trace: dma-buf commands on any fd are recorded)
             return
         arg = _struct_arg(_strip_name(c.args[2])) if len(c.args) > 2 else _Arg()
         if creator is not None:
@@ -1253,6 +1313,10 @@ class _Converter:
                 path = _cstring(a)[0].decode("utf-8", "replace")
         ret = c.ret()
         shown = c.ret_path or path
+        if ret is not None and ret >= 0 and shown and _is_marker(shown):
+            self.proc(c.tid).marks.add(ret)
+            self.skip("trace_marker opened")
+            return
         if ret is not None and ret >= 0 and shown and shown.startswith(DEVICE_PREFIXES):
             self.proc(c.tid).devs[ret] = shown.split("<", 1)[0]
             self.skip("dma-buf device opened")
@@ -1263,6 +1327,20 @@ class _Converter:
         self.skip(NOT_ABOUT)
 
     sys_open = sys_openat2 = sys_creat = sys_openat
+
+    def sys_write(self, c: _Call) -> None:
+        """A write to tracefs's ``trace_marker``: the program's own comment, which a kernel trace shows too."""
+        fd, path = _fd(c.arg(0))
+        ret = c.ret()
+        if not (_is_marker(path) or path is None and fd in self.proc(c.tid).marks) or ret is None or ret < 0:
+            self.skip(NOT_ABOUT)
+            return
+        data, rest = _cstring(c.arg(1))
+        text = data.decode("utf-8", "replace").rstrip("\n")
+        cut = rest.startswith("...")  # strace -s: the string is longer than strace prints
+        self.emit(c, "marker", "annotation", {"text": text + ("..." if cut else "")})
+        if self.join and cut:
+            self.out[-1][1]["_prefix"] = text
 
     def sys_set_tid_address(self, c: _Call) -> None:
         ret = c.ret()
@@ -1442,8 +1520,13 @@ def undecidable(head: str) -> dict[str, tuple[str, ...]]:
                     for r in CLOEXEC_RULES})
     return out
 
-def read(stream: IO[bytes], file: str, head: bytes) -> Conversion:
-    """The conversion of strace output ``stream`` (a binary stream at its start; ``head`` is a peek of it)."""
+def read(stream: IO[bytes], file: str, head: bytes, *, join: bool = False) -> Conversion:
+    """The conversion of strace output ``stream`` (a binary stream at its start; ``head`` is a peek of it).
+
+    ``join``: for ``checker.join``, which joins it with a kernel trace of the same run.  System calls on every
+    fd are written (the kernel trace may know an fd is a dma-buf that strace cannot tell), with fields of the
+    join's own, starting with ``_``: when the call started (``_t0``) and returned (``_t1``, with ``-T``).
+    """
     text = head.decode("latin-1")
     profile: str | None = None
     m = _RELEASE.search(text)
@@ -1461,7 +1544,7 @@ def read(stream: IO[bytes], file: str, head: bytes) -> Conversion:
         conv.notes.append("no fd paths (strace -y): dma-buf fds received from other processes or inherited from "
                           "before the trace cannot be recognised")
     conv.undecidable = undecidable(text)
-    conv.events = _Converter(stream, file, conv).events()
+    conv.events = _Converter(stream, file, conv, join).events()
     return conv
 
 
