@@ -226,6 +226,9 @@ class Survey:
     pids: dict[int, int] = field(default_factory=dict)  # tid -> pid
     first: float | None = None
     last: float | None = None
+    first_line: int = 0
+    first_shared: float | None = None  # the first and last event the other recording could show too
+    last_shared: float | None = None
     events: int = 0
     untimed: int = 0
     kept: int = 0
@@ -273,6 +276,8 @@ def survey(rec: Recording) -> Survey:
                 out.untimed += event.get("op") != "lost_events"
                 continue
             t = clock(float(ts))
+            if out.first is None:
+                out.first_line = line
             out.first = t if out.first is None else min(out.first, t)
             out.last = t if out.last is None else max(out.last, t)
             if event.get("_why"):
@@ -285,6 +290,8 @@ def survey(rec: Recording) -> Survey:
             key = match_key(event)
             if key is None or key[0] in ("close", "munmap"):
                 continue
+            out.first_shared = t if out.first_shared is None else min(out.first_shared, t)
+            out.last_shared = t if out.last_shared is None else max(out.last_shared, t)
             if key[0] == "marker":
                 text, cut = _marker_text(event)
                 if text and isinstance(tid, int):
@@ -571,7 +578,8 @@ class Merger:
     """The second pass: both conversions merged in time order, each event both saw once."""
 
     def __init__(self, kernel: Conversion, strace: Conversion, files: tuple[str, str], alignment: Alignment,
-                 strace_pids: dict[int, int], kernel_tgid: bool, src: bool = False) -> None:
+                 strace_pids: dict[int, int], kernel_tgid: bool, src: bool = False,
+                 gap: tuple[int, int, float] | None = None) -> None:
         self.convs = (kernel, strace)
         self.files = files
         self.alignment = alignment
@@ -579,6 +587,7 @@ class Merger:
         self.traced = set(strace_pids.values()) | set(strace_pids)
         self.kernel_tgid = kernel_tgid
         self.src = src
+        self.gap = gap  # (side, line, time): one recording starts later than the other, in the middle of the run
         self.pending: deque[_Entry] = deque()
         self.waiting: dict[tuple[Any, ...], deque[_Entry]] = {}
         self.alias: OrderedDict[str, str] = OrderedDict()  # the strace's names of buffers the kernel names
@@ -625,6 +634,11 @@ class Merger:
             assert entry is not None
             heads[side] = next(streams[side], None)
             self.heads = (heads[0].time if heads[0] else math.inf, heads[1].time if heads[1] else math.inf)
+            if self.gap is not None and entry.time >= self.gap[2]:
+                gap_side, line, t = self.gap
+                self.gap = None
+                self.arrive(_Entry(gap_side, line, {"op": "lost_events", "kind": "annotation", "tid": 0, "args": {},
+                                                    "ts": round(t, 6)}, t))
             self.arrive(entry)
             yield from self.release()
         self.heads = (math.inf, math.inf)
@@ -904,8 +918,14 @@ def join(paths: list[str], *, offset: float | None = None, src: bool = False) ->
             stream.close()
         raise
     header, notes = _header(k, s, kconv.header, sconv.header, alignment)
+    gap = _gap(k, s, sconv.header, alignment)
+    if gap is not None:
+        late = "the kernel trace starts after the strace shows dma-buf events" if gap[0] == KERNEL else \
+            "the strace was attached to the running program"
+        notes.append(f"{late}: a gap of lost events where it starts ({gap[2]:.6f} on the kernel trace's clock), "
+                     "after which what was alive is uncertain")
     merger = Merger(kconv, sconv, (kernel.file, strace.file), alignment, s.pids,
-                    bool(kconv.header.source.get("tgid")), src)
+                    bool(kconv.header.source.get("tgid")), src, gap)
     conversion = Conversion("ftrace+strace", header, iter(()), Counter(), notes)
     conversion.undecidable = _undecidable(kconv, sconv)
 
@@ -927,17 +947,13 @@ def join(paths: list[str], *, offset: float | None = None, src: bool = False) ->
 def _header(k: Survey, s: Survey, kh: Header, sh: Header, alignment: Alignment) -> tuple[Header, list[str]]:
     notes = [f"joined {k.rec.file} (kernel trace) and {s.rec.file} (strace): {alignment.describe()}"]
     partial = kh.partial or sh.partial
-    if k.last is not None and s.last is not None:
-        late = alignment.to_kernel(s.last) - k.last
-        if late > max(alignment.residual, 0.001):
+    slack = max(2 * alignment.residual, 0.001)
+    if k.last is not None and s.last_shared is not None:
+        late = alignment.to_kernel(s.last_shared) - k.last
+        if late > slack:  # the strace shows an event the kernel would have shown, after the kernel trace's end
             partial = True
-            notes.append(f"the kernel trace stops {late:.3f} s before the strace: end-of-trace obligations are not "
-                         "checked")
-    if k.first is not None and s.first is not None:
-        early = k.first - alignment.to_kernel(s.first)
-        if early > max(alignment.residual, 0.001):
-            notes.append(f"the kernel trace starts {early:.3f} s after the strace: buffers made before it are "
-                         "known by the strace only")
+            notes.append(f"the kernel trace stops {late:.3f} s before the strace's last dma-buf event: end-of-trace "
+                         "obligations are not checked")
     source: dict[str, Any] = {
         "joined": [{"file": k.rec.file, "format": k.rec.format, **kh.source},
                    {"file": s.rec.file, "format": s.rec.format, **sh.source}],
@@ -947,6 +963,24 @@ def _header(k: Survey, s: Survey, kh: Header, sh: Header, alignment: Alignment) 
     header = Header(profile=kh.profile or sh.profile, unobserved=kh.unobserved & sh.unobserved, partial=partial,
                     source=source)
     return header, notes
+
+
+def _gap(k: Survey, s: Survey, sh: Header, alignment: Alignment) -> tuple[int, int, float] | None:
+    """Where one recording starts in the middle of what the other shows: (its side, its first line, the time).
+
+    The kernel trace starting after an event of the strace's it would show misses the kernel calls before it;
+    an strace attached to a running program (its header says it starts midway) misses the system calls before it.
+    The join writes a ``lost_events`` there, which makes what is alive uncertain: findings about it are withheld.
+    """
+    if k.first is None or s.first is None:
+        return None
+    slack = max(2 * alignment.residual, 0.001)
+    if s.first_shared is not None and k.first > alignment.to_kernel(s.first_shared) + slack:
+        return KERNEL, k.first_line, k.first  # the strace shows an event the kernel trace would have, before it
+    strace_first = alignment.to_kernel(s.first)
+    if sh.partial and strace_first > k.first + slack:
+        return STRACE, s.first_line, strace_first
+    return None
 
 
 def _undecidable(kernel: Conversion, strace: Conversion) -> dict[str, tuple[str, ...]]:

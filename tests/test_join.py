@@ -257,7 +257,7 @@ def test_a_trace_crossing_midnight_keeps_its_order() -> None:
 
 def test_the_merge_streams_with_bounded_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     kernel, strace = tmp_path / "run.ftrace", tmp_path / "run.strace"
-    written = write_pair(str(kernel), str(strace), 20_000)
+    written = write_pair(str(kernel), str(strace), 6_000)
     most = [0]
     release = J.Merger.release
 
@@ -342,3 +342,84 @@ def test_a_marker_strace_cut_short_still_anchors() -> None:
     assert J._texts_agree(("a long marker", True), (full, False))
     assert not J._texts_agree(("a long markex", True), (full, False))
     assert not J._texts_agree(("a long marker", False), (full, False))
+
+
+def test_a_kernel_trace_that_stops_early_makes_the_join_partial(tmp_path: Path) -> None:
+    kernel = tmp_path / "k.ftrace"
+    lines = OK[0].read_text().splitlines(keepends=True)
+    kernel.write_text("".join(lines[:lines.index(next(x for x in lines if "gpu import" in x))]))
+    result = check_join([str(kernel), str(OK[1])])
+    assert not result.leaks_checked
+    assert any("the kernel trace stops" in note for note in result.conversion_notes)
+    assert check_join([str(p) for p in OK]).leaks_checked
+
+
+def _npu(tmp_path: Path, child: list[str], *, cloexec: bool = True, y: bool = False) -> list[str]:
+    """The SYNC-END-DIRECTION pair with its SYNC END fixed, the buffer opened with or without O_CLOEXEC, and a
+    child forked (its lines, ``CHILD`` for its pid) before the parent closes the buffer."""
+    kernel_in, strace_in = pair(MIXED / "bad" / "SYNC-END-DIRECTION")
+    kernel = (ROOT / kernel_in).read_text()
+    if not cloexec:
+        kernel = kernel.replace("flags=0x80002", "flags=0x2")
+    lines = (ROOT / strace_in).read_text().replace('"\\x06\\x00', '"\\x05\\x00').splitlines(keepends=True)
+    if y:
+        lines = [line.replace("(5,", "(5</dmabuf:>,").replace(" 5, 0)", " 5</dmabuf:>, 0)") for line in lines]
+    at = next(i for i, line in enumerate(lines) if "munmap" in line)
+    forked = ["5120  09:15:30.254200 clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD, "
+              "child_tidptr=0x7f8e6a1f9a10) = 5130\n"]
+    forked += [f"5130  09:15:30.2543{n:02d} {text}\n" for n, text in enumerate(child)]
+    lines[at:at] = forked
+    (tmp_path / "k.ftrace").write_text(kernel)
+    (tmp_path / "s.strace").write_text("".join(lines))
+    return [str(tmp_path / "k.ftrace"), str(tmp_path / "s.strace")]
+
+
+EXEC = 'execve("/usr/bin/upload", ["/usr/bin/upload"], 0x7ffe5d1c3a08 /* 2 vars */) = 0'
+
+
+def test_an_fd_only_the_kernel_trace_knows_is_followed_into_a_child(tmp_path: Path) -> None:
+    paths = _npu(tmp_path, [EXEC, "exit_group(0) = ?", "+++ exited with 0 +++"], cloexec=False)
+    result = check_join(paths)
+    assert [f.rule for f in result.findings] == ["FD-NO-CLOEXEC"]
+    assert result.findings[0].objects[0].key == (5130, 5)
+    assert check_join(_npu(tmp_path, [EXEC, "exit_group(0) = ?", "+++ exited with 0 +++"])).findings == []
+
+
+@pytest.mark.parametrize("closing, rules", [
+    ("close_range(3, ~0U, 0) = 0", []), ("close(5) = 0", []), ("dup2(0, 5) = 5", []),
+    # setting close-on-exec after the fact is a finding of its own (another thread may exec first)
+    ("fcntl(5, F_SETFD, FD_CLOEXEC) = 0", ["FD-CLOEXEC-LATE"]),
+    ("close_range(5, 5, CLOSE_RANGE_CLOEXEC) = 0", ["FD-CLOEXEC-LATE"]),
+])
+def test_strace_calls_on_an_fd_it_cannot_tell_is_a_dma_buf_still_count(tmp_path: Path, closing: str,
+                                                                      rules: list[str]) -> None:
+    """strace without -y cannot tell fd 5 is a dma-buf; the kernel trace can: the child's close_range, close, dup2
+    onto it, or close-on-exec set on it, before its execve, is no leak."""
+    result = check_join(_npu(tmp_path, [closing, EXEC, "exit_group(0) = ?", "+++ exited with 0 +++"], cloexec=False))
+    assert [f.rule for f in result.findings] == rules and not result.inconclusive
+
+
+def test_an_fd_strace_saw_arrive_from_nowhere_is_the_kernel_trace_buffer(tmp_path: Path) -> None:
+    """With -y but no creating ioctl it knows, strace takes fd 5 for a dma-buf of unknown origin, received from
+    somewhere; joined, it is the buffer the kernel trace saw the driver install there."""
+    kernel, strace = _npu(tmp_path, [], y=True)
+    strace_path = Path(strace)
+    strace_path.write_text(strace_path.read_text().replace('"\\x05\\x00', '"\\x06\\x00'))  # END with other flags
+    alone = check_file(strace)
+    assert [f.objects[0].key for f in alone.findings] == [(5120, "strace:8:fd5", 5120)]
+    events = joined_events([kernel, strace])
+    assert not [e for e in events if e["op"] == "fd_received"]
+    result = check_join([kernel, strace])
+    assert [f.objects[0].key for f in result.findings] == [(5120, "0xffff88810a7e2400", 5120)]
+
+
+def test_a_kernel_trace_that_starts_late_is_a_gap(tmp_path: Path) -> None:
+    kernel, strace = tmp_path / "run.ftrace", tmp_path / "run.strace"
+    write_pair(str(kernel), str(strace), 1500)
+    lines = kernel.read_text().splitlines(keepends=True)
+    body = [line for line in lines if not line.startswith("#")]
+    kernel.write_text("".join([line for line in lines if line.startswith("#")] + body[len(body) // 3:]))
+    result = check_join([str(kernel), str(strace)])
+    assert result.findings == [] and not result.inconclusive and len(result.gaps) == 1
+    assert any("the kernel trace starts after the strace shows dma-buf events" in n for n in result.conversion_notes)
+    assert check_join([str(p) for p in OK]).gaps == []
