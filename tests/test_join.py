@@ -423,3 +423,23 @@ def test_a_kernel_trace_that_starts_late_is_a_gap(tmp_path: Path) -> None:
     assert result.findings == [] and not result.inconclusive and len(result.gaps) == 1
     assert any("the kernel trace starts after the strace shows dma-buf events" in n for n in result.conversion_notes)
     assert check_join([str(p) for p in OK]).gaps == []
+
+
+def test_buffers_named_by_inode_join_the_strace_fds(tmp_path: Path) -> None:
+    """Linux 7.0's dma_buf tracepoints name a buffer by its inode: the strace's fds join it through dma_buf_fd."""
+    p = "      camera-hal-4211    (   4211) [002] ...1. {:12.6f}: dma_buf_{}: exp_name=system size=65536 ino=4242{}\n"
+    m = "      camera-hal-4211    (   4211) [002] ..... {:12.6f}: tracing_mark_write: camera-hal: {}\n"
+    kernel = tmp_path / "k.ftrace"
+    kernel.write_text("# tracer: nop\n#\n" + "".join([
+        m.format(100.001237, "start"), m.format(100.002236, "heap alloc"), p.format(100.002538, "export", ""),
+        p.format(100.002566, "fd", " fd=5"), m.format(100.003834, "cpu write bracket"),
+        m.format(100.004933, "gpu import"), p.format(100.005151, "get", " fd=5"),
+        p.format(100.005236, "dynamic_attach", " attachment:0xffff88801a2b3c00 is_dynamic=0 dev_name=0000:03:00.0"),
+        p.format(100.006102, "detach", " attachment:0xffff88801a2b3c00 is_dynamic=0 dev_name=0000:03:00.0"),
+        p.format(100.006140, "put", ""), m.format(100.006937, "done")]))
+    events = joined_events([str(kernel), str(OK[1])])
+    assert {e["ret"] for e in events if e["op"] in ("dma_buf_export", "dma_buf_get")} == {"ino:4242"}
+    syncs = [e for e in events if e["op"] == "ioctl"]
+    assert [e["args"]["flags"] for e in syncs] == [2, 6]  # type: ignore[index]
+    result = check_join([str(kernel), str(OK[1])])
+    assert result.findings == [] and not result.inconclusive
