@@ -610,12 +610,12 @@ class Merger:
             if line > MAX_LINE:
                 raise InputError(self.files[side], line, "too many lines to join")
             ts = event.get("ts")
-            if side == STRACE:
+            if side == STRACE:  # placed when it returned (-T), else when it started, on the kernel's clock
                 t1 = event.get("_t1")
                 when = t1 if isinstance(t1, (int, float)) else ts
-                if isinstance(ts, (int, float)):
-                    event["ts"] = round(self.alignment.to_kernel(clock(float(ts))), 6)
                 t = self.alignment.to_kernel(clock(float(when))) if isinstance(when, (int, float)) else last
+                if isinstance(when, (int, float)):
+                    event["ts"] = round(t, 6)
             else:
                 t = float(ts) if isinstance(ts, (int, float)) else last
                 if not self.kernel_tgid and isinstance(event.get("tid"), int):

@@ -64,6 +64,8 @@ def test_each_bad_pair_breaks_its_rule_only_when_joined(directory: Path) -> None
     assert r.returncode == 1, r.stdout + r.stderr
     result = check_join([kernel, strace])
     assert [f.rule for f in result.findings] == [directory.name]
+    reference = check_join([kernel, strace], engine="interpreter")
+    assert [f.key() for f in reference.findings] == [f.key() for f in result.findings]
     for path in (kernel, strace):
         alone = check_file(path)
         assert alone.findings == [], f"{path} shows {directory.name} on its own: not a join test"
@@ -443,3 +445,18 @@ def test_buffers_named_by_inode_join_the_strace_fds(tmp_path: Path) -> None:
     assert [e["args"]["flags"] for e in syncs] == [2, 6]  # type: ignore[index]
     result = check_join([str(kernel), str(OK[1])])
     assert result.findings == [] and not result.inconclusive
+
+
+def test_strace_durations_order_each_call_after_what_the_kernel_did_in_it(tmp_path: Path) -> None:
+    """With -T, strace says when each call returned: the join puts the call there, after the kernel's events."""
+    strace = tmp_path / "app.strace"
+    strace.write_text("".join(line.rstrip("\n") + (" <0.000200>\n" if " = " in line and "= ?" not in line else "\n")
+                              for line in OK[1].read_text().splitlines(keepends=True)))
+    events = joined_events([str(OK[0]), str(strace)])
+    ops = [e["op"] for e in events]
+    assert ops.count("ioctl") == 2 and ops.count("mmap") == 1 and ops.count("dma_buf_fd") == 1
+    close = ops.index("close", ops.index("dma_buf_put"))  # close(4) of the GPU, then close(5): after the put
+    assert events[close]["args"] == {"fd": 4}
+    times = [float(e["ts"]) for e in events]  # type: ignore[arg-type]
+    assert times == sorted(times)
+    assert check_join([str(OK[0]), str(strace)]).findings == []
