@@ -15,8 +15,11 @@ and the peak memory of each, every measurement in a fresh subprocess; then
 the goals and whether they are met.  Beside them, an ftrace text row: the
 same kind of work as kprobe events of a stock kernel (``generate_ftrace``), at
 most 1M kprobe events (20k with ``--quick``), checked end to end through the
-ftrace reader.  It asserts only that the traces check clean: a benchmark of a
-trace full of findings measures the wrong thing.
+ftrace reader.  And a mixed row: a kernel trace and an strace of the same
+synthetic run (``bench/mixed.py``), joined by ``check_join()`` (both read twice,
+aligned, merged), at most 200k frames (2k with ``--quick``).  It asserts only
+that the traces check clean: a benchmark of a trace full of findings measures
+the wrong thing.
 
 Usage::
 
@@ -594,6 +597,8 @@ def write_prefix(src: str, dst: str, n_events: int) -> None:
 
 FTRACE_CAP = 1_000_000  # kprobe events of the ftrace row at most (at larger sizes, this many)
 FTRACE_QUICK = 20_000  # the ftrace row's size in --quick
+MIXED_CAP = 200_000  # frames of the mixed row at most (a frame: two SYNC ioctls, seen by both recordings)
+MIXED_QUICK = 2_000
 FTRACE_HEADER = """\
 # tracer: function
 #
@@ -848,6 +853,19 @@ print(f"events {{r.events:,}}, findings {{len(r.findings)}}")
 """
 
 
+MIXED_CHILD = _PRELUDE + """
+from checker.api import check_join
+rss0 = peak()
+c0 = time.process_time()
+t0 = time.perf_counter()
+r = check_join(sys.argv[1:3])
+dt = time.perf_counter() - t0
+print(json.dumps({{"seconds": dt, "cpu": time.process_time() - c0, "events": r.events, "rss0": rss0, "peak": peak(),
+                  "findings": [[f.rule, f.line] for f in r.findings[:20]], "n_findings": len(r.findings),
+                  "withheld": dict(r.withheld), "errors": [str(e) for e in r.errors[:5]],
+                  "notes": [n for n in r.conversion_notes if n.startswith(("joined", "seen by both"))]}}))
+"""
+
 STARTUP_CHILD = _PRELUDE + """
 t0 = time.perf_counter()
 from checker.api import check_file
@@ -867,9 +885,10 @@ def run_child(code: str, *args: str) -> dict[str, Any]:
     return result
 
 
-def check_clean(name: str, m: dict[str, Any]) -> None:
+def check_clean(name: str, m: dict[str, Any],
+                keys: tuple[str, ...] = ("n_findings", "withheld", "errors", "ignored", "reused", "gaps")) -> None:
     """The one assertion of this benchmark: the generated trace checks clean."""
-    problems = {k: m[k] for k in ("n_findings", "withheld", "errors", "ignored", "reused", "gaps") if m[k]}
+    problems = {k: m[k] for k in keys if m[k]}
     if problems:
         raise AssertionError(f"{name}: the generated trace does not check clean: {problems}; "
                              f"first findings: {m['findings']}")
@@ -898,6 +917,7 @@ class SizeResult:
     interp_events: int
     startup: dict[str, Any]
     ftrace: FtraceResult | None = None
+    mixed: MixedResult | None = None
 
     @property
     def compiled_rate(self) -> float:
@@ -914,6 +934,35 @@ class FtraceResult:
     file_mb: float
     gen_seconds: float
     check: dict[str, Any]
+
+
+@dataclass
+class MixedResult:
+    frames: int
+    kernel_lines: int
+    strace_lines: int
+    file_mb: float
+    check: dict[str, Any]
+
+
+def measure_mixed(frames: int, workdir: str, seed: int, keep: bool) -> MixedResult:
+    """check_join() on a kernel trace and an strace of one run of ``frames`` frames (bench/mixed.py)."""
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    from bench.mixed import write_pair
+
+    kernel = os.path.join(workdir, f"mixed-{frames}.ftrace")
+    strace = os.path.join(workdir, f"mixed-{frames}.strace")
+    pair = write_pair(kernel, strace, frames, seed=seed)
+    file_mb = (os.path.getsize(kernel) + os.path.getsize(strace)) / 1e6
+    print(f"[mixed, {fmt_n(frames)} frames] generated {kernel} and {strace} ({file_mb:,.0f} MB)", flush=True)
+    check = run_child(MIXED_CHILD, kernel, strace)
+    # (an strace has system calls on other files, which the checker ignores: not a problem here)
+    check_clean(f"{kernel} + {strace} (joined)", check, ("n_findings", "withheld", "errors"))
+    if not keep:
+        os.unlink(kernel)
+        os.unlink(strace)
+    return MixedResult(pair.frames, pair.kernel_lines, pair.strace_lines, file_mb, check)
 
 
 def measure_ftrace(n_kprobes: int, workdir: str, seed: int, keep: bool) -> FtraceResult:
@@ -993,6 +1042,12 @@ def print_size(r: SizeResult) -> None:
         label = "ftrace text (kprobe events), check_file()"
         print(f"{label:46}{fmt_n(ft.stats.kprobes):>11}{m['seconds']:>8.2f}s{fmt_n(rate):>12}{m['cpu']:>8.2f}s"
               f"{mb(m['peak']):>10}{mb(m['rss0']):>15}")
+    if r.mixed is not None:
+        mx, m = r.mixed, r.mixed.check
+        lines = mx.kernel_lines + mx.strace_lines
+        label = "ftrace + strace joined, check_join()"
+        print(f"{label:46}{fmt_n(lines):>11}{m['seconds']:>8.2f}s{fmt_n(lines / m['seconds']):>12}{m['cpu']:>8.2f}s"
+              f"{mb(m['peak']):>10}{mb(m['rss0']):>15}")
     print(f"compiled / interpreter: {r.compiled_rate / r.interp_rate:.1f}x{note}")
     if r.ftrace is not None:
         ft, m = r.ftrace, r.ftrace.check
@@ -1002,6 +1057,14 @@ def print_size(r: SizeResult) -> None:
               f"{ft.file_mb:,.0f} MB, {fmt_n(ft.stats.buffers)} buffers) became {fmt_n(m['events'])} canonical "
               f"events: {fmt_n(ft.stats.lines / m['seconds'])} lines/s, {fmt_n(m['events'] / m['seconds'])} "
               "canonical events/s, end to end through the reader")
+    if r.mixed is not None:
+        mx, m = r.mixed, r.mixed.check
+        print(f"mixed: {fmt_n(mx.frames)} frames as {fmt_n(mx.kernel_lines)} kernel trace lines and "
+              f"{fmt_n(mx.strace_lines)} strace lines ({mx.file_mb:,.0f} MB), each read twice (alignment, merge), "
+              f"became {fmt_n(m['events'])} joined events: {fmt_n((mx.kernel_lines + mx.strace_lines) / m['seconds'])} "
+              f"recording lines/s, {fmt_n(m['events'] / m['seconds'])} joined events/s")
+        for line in m["notes"]:
+            print(f"  {line}")
     print(f"fixed cost in the compiled figure: {r.startup['first_call']:.2f} s for the first check_file() of a "
           f"process (a 10-event trace; loading the generated module), besides {r.startup['import']:.2f} s to import "
           "checker.api (not timed)")
@@ -1065,6 +1128,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dmaspec replay benchmark: python {sys.version.split()[0]}, {os.cpu_count()} CPUs, traces in {workdir}")
     results: list[SizeResult] = []
     ftrace: dict[int, FtraceResult] = {}
+    mixed: dict[int, MixedResult] = {}
     try:
         for n in sizes:
             r = measure_size(n, workdir, args.seed)
@@ -1072,6 +1136,10 @@ def main(argv: list[str] | None = None) -> int:
             if n_kprobes not in ftrace:  # the row is capped: one measurement serves every larger size
                 ftrace[n_kprobes] = measure_ftrace(n_kprobes, workdir, args.seed, args.keep)
             r.ftrace = ftrace[n_kprobes]
+            frames = MIXED_QUICK if args.quick else min(n // 10, MIXED_CAP)
+            if frames not in mixed:
+                mixed[frames] = measure_mixed(frames, workdir, args.seed, args.keep)
+            r.mixed = mixed[frames]
             print_size(r)
             results.append(r)
         print_goals(results)

@@ -92,8 +92,12 @@ def check_stream(stream: IO[bytes], file: str, *, profile: str | None = None, en
 def check_conversion(conversion: Conversion, file: str, *, profile: str | None = None,
                      engine: Engine = "compiled", keep_going: bool = False, check_leaks: bool = True,
                      unobserved: frozenset[str] = frozenset(), progress: Callable[[int, int], None] | None = None,
-                     tombstones: int = TOMBSTONES_PER_TABLE) -> Result:
-    """Check a recording through its canonical conversion; the result names the recording's lines."""
+                     tombstones: int = TOMBSTONES_PER_TABLE, joined: tuple[str, ...] = ()) -> Result:
+    """Check a recording through its canonical conversion; the result names the recording's lines.
+
+    ``joined``: the conversion joins these recordings (``checker.join``); the result's lines are then the
+    joined trace's, and ``Result.origins`` says which recording line each one a finding shows comes from.
+    """
     prof, hidden, leaks = _settings(conversion.header, file, profile, unobserved, check_leaks)
     canonical = CanonicalStream(conversion, file=file)
     try:
@@ -110,13 +114,45 @@ def check_conversion(conversion: Conversion, file: str, *, profile: str | None =
     except InputError as e:
         if e.file != file or not e.line or getattr(e, "recording", False):
             raise
+        if joined:
+            from checker.join import relocate
+
+            raise relocate(e, canonical.lines, joined, file) from None
         raise InputError(file, source_line(canonical.lines, e.line),
                          f"{e.message} (in the {conversion.format} reader's conversion)") from None
-    remap(result, canonical.lines)
+    if joined:
+        from checker.join import locate, relocate
+
+        result.joined = joined
+        result.errors = [relocate(e, canonical.lines, joined, file) for e in result.errors]
+        locate(result, canonical.lines, joined)
+    else:
+        remap(result, canonical.lines)
     for reason, n in conversion.skipped.items():
         result.ignored[reason] += n
     result.source_format = conversion.format
     result.conversion_notes = list(conversion.notes)
+    return result
+
+
+def check_join(paths: list[str], *, offset: float | None = None, **options: object) -> Result:
+    """Check a kernel trace and an strace of one run as one trace (``dmaspec check --join``; ``checker.join``).
+
+    ``offset``: strace time minus kernel time, in seconds, when the two share no event to align them by.
+    Findings name the joined trace's lines; ``Result.origins`` maps them to the recordings'.
+
+    >>> r = check_join(["traces/mixed/ok/heap-sync.ftrace", "traces/mixed/ok/heap-sync.strace"])
+    >>> r.findings, r.source_format
+    ([], 'ftrace+strace')
+    """
+    from checker.join import join
+
+    options.pop("fmt", None)
+    with join(paths, offset=offset) as joined:
+        result = check_conversion(joined.conversion, joined.name, joined=joined.files,
+                                  **options)  # type: ignore[arg-type]
+    if offset is not None:
+        result.join_options = ("--offset", repr(offset))
     return result
 
 

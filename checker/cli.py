@@ -37,10 +37,19 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="dmaspec", description="Check Linux dma-buf API usage against a formal spec.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    c = sub.add_parser("check", help="check recorded traces", description="Check canonical traces (JSON Lines; "
-                       "directories, '-' for stdin and .gz accepted). Exit 0 clean, 1 findings, 2 bad input, "
-                       "3 inconclusive.")
+    c = sub.add_parser("check", help="check recorded traces", description="Check traces: canonical JSON Lines, "
+                       "ftrace text or strace output (directories, '-' for stdin and .gz accepted), each on its own; "
+                       "with --join, a kernel trace and an strace of the same run as one trace. Exit 0 clean, "
+                       "1 findings, 2 bad input, 3 inconclusive.")
     c.add_argument("paths", nargs="+", metavar="PATH")
+    c.add_argument("--join", action="store_true",
+                   help="the two PATHs are one run: a kernel trace (ftrace text) and an strace of it, in either "
+                   "order; check them as one trace, aligned by the events both show (trace_marker writes, new "
+                   "dma-buf fds, mmap, lseek, ioctls), each event both show once. Refused (exit 2) when they share "
+                   "no process or no such event. Without --join, each PATH is its own trace, and a kernel trace "
+                   "and an strace that share a pid get a note saying so")
+    c.add_argument("--offset", type=float, metavar="SECONDS",
+                   help="--join: strace time minus kernel time, instead of aligning by shared events")
     check_options(c)
     r = sub.add_parser("rules", help="list the rules in force for a profile")
     r.add_argument("--profile", default="latest")
@@ -49,10 +58,15 @@ def _parser() -> argparse.ArgumentParser:
                        description="Convert a recording to canonical JSON Lines: a header saying what the format "
                        "cannot see, then one event per line, each with \"src\", its line in the recording. "
                        "Exit 0, or 2 for input the reader cannot read.")
-    v.add_argument("path", metavar="IN", help="the recording ('-' for stdin; gzip is recognised)")
+    v.add_argument("paths", nargs="+", metavar="IN", help="the recording ('-' for stdin; gzip is recognised); with "
+                   "--join, a kernel trace and an strace of one run")
     v.add_argument("-o", "--output", metavar="OUT", default="-", help="where to write (default: standard output)")
     v.add_argument("--from", dest="fmt", choices=("dmaspec", "ftrace", "strace"),
                    help="the recording's format, instead of recognising it")
+    v.add_argument("--join", action="store_true", help="join a kernel trace (ftrace text) and an strace of the same "
+                   "run into one canonical trace, as dmaspec check --join checks it; \"src\" is then FILE:LINE")
+    v.add_argument("--offset", type=float, metavar="SECONDS",
+                   help="--join: strace time minus kernel time, instead of aligning by shared events")
     e = sub.add_parser("explore", help="explore every interleaving of a bounded configuration",
                        description="Explore a bounded configuration (or a design scenario) of the dma-buf "
                        "protocol: every interleaving up to a depth, with one of three engines over the same spec. "
@@ -241,6 +255,11 @@ def _check(args: argparse.Namespace) -> int:
     if args.predict_window < 2:
         print("dmaspec: error: --predict-window must be 2 or more", file=sys.stderr)
         return EXIT_INPUT
+    if getattr(args, "join", False):  # (dmaspec lab run hands its trace here without --join)
+        return _check_join(args, unobserved, outputs)
+    if getattr(args, "offset", None) is not None:
+        print("dmaspec: error: --offset goes with --join", file=sys.stderr)
+        return EXIT_INPUT
     try:
         paths = expand_paths(args.paths)
         known = baseline.load(args.baseline) if args.baseline else None
@@ -268,6 +287,34 @@ def _check(args: argparse.Namespace) -> int:
                 progress.done()
         results.append(result)
         errors += result.errors
+    if len(paths) > 1 and not args.quiet:
+        from checker.join import hint
+
+        for note in hint(paths):
+            print(f"dmaspec: note: {note}", file=sys.stderr)
+    return _finish(args, results, errors, known, outputs)
+
+
+def _check_join(args: argparse.Namespace, unobserved: frozenset[str], outputs: list[tuple[str, str]]) -> int:
+    """``dmaspec check --join KERNEL STRACE``: the two recordings checked as one trace."""
+    from checker.api import check_join
+
+    if args.lock_order or args.races or args.predict or args.conformance or args.fmt:
+        print("dmaspec: error: --join does not go with --from, --lock-order, --races, --predict or --conformance; "
+              "write the joined trace with dmaspec convert --join -o run.jsonl and check that", file=sys.stderr)
+        return EXIT_INPUT
+    try:
+        known = baseline.load(args.baseline) if args.baseline else None
+        result = check_join(args.paths, offset=args.offset, profile=args.profile, engine=args.engine,
+                            keep_going=args.keep_going, check_leaks=not args.no_leaks, unobserved=unobserved)
+    except InputError as err:
+        return _finish(args, [], [err], None, outputs)
+    return _finish(args, [result], list(result.errors), known, outputs)
+
+
+def _finish(args: argparse.Namespace, results: list[Result], errors: list[InputError],
+            known: frozenset[str] | None, outputs: list[tuple[str, str]]) -> int:
+    """Apply the baseline, render the reports, and say the exit status."""
     if args.write_baseline:
         n = baseline.write(args.write_baseline, results)
         print(f"dmaspec: wrote {n} finding(s) to the baseline {args.write_baseline}", file=sys.stderr)
@@ -299,18 +346,37 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    """Write the canonical conversion of one recording; a summary of what was skipped on stderr."""
+    """Write the canonical conversion of one recording (or, --join, of two joined); what was skipped on stderr."""
     from checker.readers import CanonicalStream, convert, header_line
 
+    if not args.join and (len(args.paths) != 1 or args.offset is not None):
+        print("dmaspec: error: convert takes one recording; --join joins a kernel trace and an strace of one run"
+              + (" (and --offset goes with it)" if args.offset is not None else ""), file=sys.stderr)
+        return EXIT_INPUT
+    if args.join and args.fmt:
+        print("dmaspec: error: --join recognises each recording's format: no --from", file=sys.stderr)
+        return EXIT_INPUT
     out: IO[bytes] | None = None
     try:
-        with open_binary(args.path) as stream:
-            conversion = convert(stream, args.path, args.fmt)
-            canonical = CanonicalStream(conversion, src=True, file=args.path)
-            out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
-            out.write(header_line(conversion.header, conversion.format, args.path))
-            while chunk := canonical.read(1 << 16):
-                out.write(chunk)
+        if args.join:
+            from checker.join import join
+
+            with join(args.paths, offset=args.offset, src=True) as joined:
+                conversion = joined.conversion
+                canonical = CanonicalStream(conversion, file=joined.name)
+                out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+                out.write(header_line(conversion.header, conversion.format, joined.name))
+                while chunk := canonical.read(1 << 16):
+                    out.write(chunk)
+        else:
+            path = args.paths[0]
+            with open_binary(path) as stream:
+                conversion = convert(stream, path, args.fmt)
+                canonical = CanonicalStream(conversion, src=True, file=path)
+                out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+                out.write(header_line(conversion.header, conversion.format, path))
+                while chunk := canonical.read(1 << 16):
+                    out.write(chunk)
     except OSError as e:
         print(f"dmaspec: error: cannot read or write: {e.strerror}", file=sys.stderr)
         return EXIT_INPUT

@@ -105,6 +105,9 @@ class Result:
     analyses: list[str] = field(default_factory=list)  # whole-trace analyses that ran too (their CLI flags)
     source_format: str = "dmaspec"  # the recording's format, when it was converted (checker.readers)
     conversion_notes: list[str] = field(default_factory=list)  # what the reader says about the conversion
+    joined: tuple[str, ...] = ()  # the recordings joined into this trace (dmaspec check --join), in that order
+    join_options: tuple[str, ...] = ()  # the options that reproduce the join (--offset)
+    origins: dict[int, tuple[str, int]] = field(default_factory=dict)  # joined: line -> (recording, its line)
     _fingerprint_counts: Counter[str] = field(default_factory=Counter, repr=False)
 
     @property

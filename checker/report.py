@@ -56,14 +56,46 @@ def read_lines(path: str, wanted: set[int]) -> dict[int, str]:
     return out
 
 
+def located(result: Result, line: int) -> tuple[str, int]:
+    """Where event ``line`` of a result's trace is: in its file or, for two recordings joined (``dmaspec check
+    --join``), in the recording it comes from."""
+    if result.joined and line in result.origins:
+        return result.origins[line]
+    return result.file, line
+
+
+def where(result: Result, line: int) -> str:
+    """``FILE:LINE`` of an event of a result's trace (``located``); a joined trace's end is its name."""
+    file, n = located(result, line)
+    if result.joined and (file, n) == (result.file, line):
+        return result.file
+    return f"{file}:{n}" if n else file
+
+
+def event_lines(result: Result, wanted: set[int]) -> dict[int, str]:
+    """The text of the given events of a result's trace, re-read from its file (or the recordings joined)."""
+    if not result.joined:
+        return read_lines(result.file, wanted)
+    by_file: dict[str, dict[int, int]] = {}
+    for n in wanted:
+        if n in result.origins:
+            file, line = result.origins[n]
+            by_file.setdefault(file, {})[line] = n
+    out: dict[int, str] = {}
+    for file, lines in by_file.items():
+        for line, text in read_lines(file, set(lines)).items():
+            out[lines[line]] = text
+    return out
+
+
 def reproduce(result: Result, engine: str = "compiled") -> str:
-    parts = ["dmaspec", "check", "--profile", result.profile]
+    parts = ["dmaspec", "check", *(["--join"] if result.joined else []), "--profile", result.profile]
     if engine != "compiled":
         parts += ["--engine", engine]
     if not result.leaks_checked:
         parts.append("--no-leaks")
     parts += [f"--{analysis}" for analysis in result.analyses]
-    parts.append(result.file)
+    parts += [*result.join_options, *result.joined] if result.joined else [result.file]
     return shlex.join(parts)
 
 
@@ -84,7 +116,7 @@ def finding_text(f: Finding, result: Result, lines: dict[int, str], engine: str 
                  color: bool = False) -> str:
     rule = _RULES[f.rule]
     sev = _paint(rule.severity.value, rule.severity.value, color)
-    out = [f"{result.file}:{f.line}: {sev}: {_paint(f.rule, 'rule', color)}: {rule.message}"]
+    out = [f"{where(result, f.line)}: {sev}: {_paint(f.rule, 'rule', color)}: {rule.message}"]
     who = f"{rule.who.value} {rule.kind.value}"
     out.append(f"  rule:   {f.rule} ({who}; {versions(rule)}; checked as profile {result.profile})")
     for s in rule.sources:
@@ -102,7 +134,8 @@ def finding_text(f: Finding, result: Result, lines: dict[int, str], engine: str 
             text = lines.get(n)
             if text is None:
                 text = "<end of trace>" if f.op == "<end of trace>" and n == f.line else f"({f.op})"
-            out.append(f"   {mark}{n:>7}  {_clip(text)}")
+            label = f"{n:>7}" if not result.joined else " " + where(result, n)
+            out.append(f"   {mark}{label}  {_clip(text)}")
     if f.objects:
         out.append("  state when the rule broke:")
         for o in f.objects:
@@ -127,7 +160,7 @@ def text(results: list[Result], engine: str = "compiled", errors: list[InputErro
     out: list[str] = []
     for r in results:
         wanted = {n for f in r.findings for n in (*f.related_lines, f.line, *window(f))}
-        lines = read_lines(r.file, wanted)
+        lines = event_lines(r, wanted)
         for f in r.findings:
             out.append(finding_text(f, r, lines, engine, color))
             out.append("")
@@ -156,8 +189,8 @@ def notes_of(r: Result) -> list[str]:
         withheld = ", ".join(f"{rule} x{n}" for rule, n in sorted(r.withheld.items()))
         notes.append(f"{sum(r.withheld.values())} finding(s) withheld because the trace cannot prove them ({withheld})")
     if r.gaps:
-        notes.append(f"{len(r.gaps)} gap(s) of lost events (first at line {r.gaps[0]}): objects alive then are "
-                     "uncertain")
+        first = where(r, r.gaps[0]) if r.joined else f"line {r.gaps[0]}"
+        notes.append(f"{len(r.gaps)} gap(s) of lost events (first at {first}): objects alive then are uncertain")
     if r.narrowed:
         ops = sorted({op for v in r.narrowed.values() for op in v})
         notes.append(f"{len(r.narrowed)} rule(s) not decidable because the trace does not record {', '.join(ops)}")
@@ -219,6 +252,9 @@ def as_json(results: list[Result], exit_status: int, errors: list[InputError], e
             "narrowed": {k: list(v) for k, v in r.narrowed.items()}, "leaks_checked": r.leaks_checked,
             "suppressed_by_baseline": r.suppressed,
             "errors": [{"file": e.file, "line": e.line, "message": e.message} for e in r.errors],
+            **({"joined": {"files": list(r.joined), "origins": {
+                str(n): {"file": file, "line": line} for n, (file, line) in sorted(r.origins.items())}}}
+               if r.joined else {}),
         })
     doc = {"format": "dmaspec-report", "version": REPORT_VERSION, "exit_status": exit_status, "traces": traces,
            "errors": [{"file": e.file, "line": e.line, "message": e.message} for e in errors],

@@ -15,6 +15,14 @@ def test_replay_benchmark_quick_run_checks_its_trace_clean() -> None:
     assert "compiled executor" in r.stdout and "events/s" in r.stdout
     assert "all generated traces checked clean" in r.stdout
     assert "ftrace text (kprobe events), check_file()" in r.stdout
+    assert "ftrace + strace joined, check_join()" in r.stdout and "recording lines/s" in r.stdout
+
+
+def test_mixed_benchmark_checks_its_pair_clean() -> None:
+    r = subprocess.run([sys.executable, "bench/mixed.py", "--frames", "500"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "all mixed traces checked clean" in r.stdout and "anchor(s)" in r.stdout
 
 
 def test_analysis_benchmark_quick_run_prints_every_analysis() -> None:

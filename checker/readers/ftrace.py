@@ -112,6 +112,22 @@ def sniff(head: bytes) -> bool:
     return False
 
 
+def pids_in(head: bytes) -> set[int]:
+    """The processes (tgid, else thread) the first lines of an ftrace recording show.
+
+    >>> sorted(pids_in(b" app-7 (   5) [000] ..... 1.0: tracing_mark_write: hi\\n"))
+    [5]
+    """
+    out: set[int] = set()
+    for line in head.decode("utf-8", "replace").splitlines()[:4096]:
+        m = PREFIX.match(line)
+        if m:
+            tgid = m["tgid"]
+            out.add(int(tgid) if tgid and tgid.isdigit() else int(m["tid"]))
+    out.discard(0)
+    return out
+
+
 # -- what the kernel functions are ----------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -416,8 +432,9 @@ class Tables:
 
 
 class _Converter:
-    def __init__(self, file: str, head: str) -> None:
+    def __init__(self, file: str, head: str, join: bool = False) -> None:
         self.file = file
+        self.join = join  # for checker.join: say which events are inferred, and the buffer behind file operations
         self.skipped: Counter[str] = Counter()
         self.notes: list[str] = []
         self.stacks: dict[int, list[Frame]] = {}
@@ -429,6 +446,7 @@ class _Converter:
         self.kprobes = bool(re.search(r": \((?:dma_buf_\w+\+0x|[^)]* <- dma_buf_)", head)) or \
             bool(mark and int(mark["kprobes"] or 0))
         self.sync_flags = bool(re.search(r"dma_buf_ioctl\+0x[0-9a-f]+/0x[0-9a-f]+\)[^\n]* flags=", head))
+        self.fd_flags = bool(re.search(r"dma_buf_fd\+0x[0-9a-f]+/0x[0-9a-f]+\)[^\n]* flags=", head))
         self.tgid = bool(re.search(r"-\d+\s+\(\s*(?:\d+|-+)\)\s+\[\d+\]", head))
         self.args_by_position: dict[str, dict[str, str]] = {}
         self.stack_trace = False
@@ -450,7 +468,10 @@ class _Converter:
     # -- emitting --
 
     def emit(self, ev: Event, op: str, args: dict[str, Any], ret: int | str | None = None,
-             kind: str = "call") -> None:
+             kind: str = "call", **private: Any) -> None:
+        """Write one canonical event.  ``private``: fields for ``checker.join`` (named without their ``_``),
+        written only when joining: ``why`` an event is inferred rather than seen, the ``buf`` of a file operation.
+        """
         event: dict[str, Any] = {"op": op, "tid": ev.tid, "pid": ev.pid, "args": args}
         if kind != "call":
             event["kind"] = kind
@@ -460,19 +481,30 @@ class _Converter:
             event["ts"] = ev.ts
         event["comm"] = ev.comm
         event["cpu"] = ev.cpu
+        if self.join:
+            event.update({"_" + k: v for k, v in private.items() if v is not None})
         self.out.append((ev.line, event))
         if kind != "annotation":
             self.involved.add(ev.pid)
             if ev.tid != ev.pid and self.syscalls:
                 self.threads.setdefault(ev.pid, set()).add(ev.tid)
 
-    def apply(self, ev: Event, outcome: list[fdt.Out] | str) -> None:
-        """Emit what a system call became in the fd tables (``checker.readers.syscalls``), or count why not."""
+    def apply(self, ev: Event, outcome: list[fdt.Out] | str, why: str = "syscall") -> None:
+        """Emit what a system call became in the fd tables (``checker.readers.syscalls``), or count why not.
+
+        ``why`` (for ``checker.join``): ``syscall``, a system call the syscall tracepoints showed (which an strace
+        of the process shows too), else why the reader inferred it (``release``, ``reuse``, ``reinstall``).
+        """
         if isinstance(outcome, str):
             self.skipped[outcome] += 1
             return
         for op, args, ret in outcome:
-            self.emit(ev, op, args, ret, kind="syscall")
+            self.emit(ev, op, args, ret, kind="syscall", why=why)
+
+    def buffer_of(self, ev: Event, fd: int) -> str | None:
+        """The buffer fd ``fd`` of the calling process holds (for ``checker.join``'s ``_buf``)."""
+        held = self.tables.procs[ev.pid].fds.get(fd) if ev.pid in self.tables.procs else None
+        return held[0] if held is not None else None
 
     # -- lines --
 
@@ -722,22 +754,24 @@ class _Converter:
 
     # -- fds and files --
 
-    def close_all(self, ev: Event, dmabuf: str) -> int:
+    def close_all(self, ev: Event, dmabuf: str, why: str) -> int:
         """Every mapping and fd of ``dmabuf`` is gone in a way the trace cannot show: write their munmap and close."""
         n = 0
         for pid, addr in list(self.tables.maps_of.get(dmabuf, ())):
-            self.apply(Event(ev.line, ev.comm, ev.tid, pid, ev.cpu, ev.ts), fdt.munmap(self.tables(pid), addr, None, 0))
+            at = Event(ev.line, ev.comm, ev.tid, pid, ev.cpu, ev.ts)
+            self.apply(at, fdt.munmap(self.tables(pid), addr, None, 0), why)
             self.tables.prune(pid)
             n += 1
         for pid, fd in list(self.tables.fds_of.get(dmabuf, ())):
-            self.apply(Event(ev.line, ev.comm, ev.tid, pid, ev.cpu, ev.ts), fdt.close(self.tables(pid), fd, 0))
+            at = Event(ev.line, ev.comm, ev.tid, pid, ev.cpu, ev.ts)
+            self.apply(at, fdt.close(self.tables(pid), fd, 0), why)
             self.tables.prune(pid)
             n += 1
         return n
 
     def forget(self, ev: Event, dmabuf: str) -> None:
         """A new buffer at ``dmabuf``'s address: the old one was freed, so its files, fds and mappings went first."""
-        self.hidden_closes += self.close_all(ev, dmabuf)
+        self.hidden_closes += self.close_all(ev, dmabuf, why="reuse")
         for file in [f for f, state in self.files.items() if state.dmabuf == dmabuf]:
             del self.files[file]
 
@@ -746,14 +780,14 @@ class _Converter:
         t = self.tables(ev.pid)
         old = t.fds.get(fd)
         if old is not None and old[0] != dmabuf:
-            self.apply(ev, fdt.close(t, fd, 0))  # closed in a way the trace cannot show
+            self.apply(ev, fdt.close(t, fd, 0), why="reinstall")  # closed unseen
             self.hidden_closes += 1
         t.put_fd(fd, dmabuf, bool((flags or 0) & K.O_CLOEXEC))
 
     def known_fd(self, ev: Event, dmabuf: str, fd: int) -> None:
         """``dma_buf_get(fd)`` showed that fd ``fd`` holds ``dmabuf``: its install may not have been seen."""
         if dmabuf not in self.tables.fds_of and dmabuf in self.exported:
-            self.emit(ev, "dma_buf_fd", {"dmabuf": dmabuf, "flags": K.O_CLOEXEC}, fd)
+            self.emit(ev, "dma_buf_fd", {"dmabuf": dmabuf, "flags": K.O_CLOEXEC}, fd, why="get")
             self.installed(ev, dmabuf, fd, K.O_CLOEXEC)
             if self.syscalls:
                 self.note_once("an fd whose install the trace does not show (dma_buf_get found it) is taken as "
@@ -795,11 +829,12 @@ class _Converter:
     def fop_event(self, ev: Event, fd: int, func: str, f: dict[str, Any], r: int | str | None,
                   sys: dict[str, int] | None) -> None:
         """A file operation on dma-buf fd ``fd`` as its system call: ``sys`` is the call's arguments, if traced."""
+        buf = self.buffer_of(ev, fd)
         if func == "dma_buf_llseek":
             offset, whence = (s64(sys.get("offset")), sys.get("whence")) if sys else (number(f.get("offset")),
                                                                                     number(f.get("whence")))
             self.emit(ev, "lseek" if sys else "llseek", {"fd": fd, "offset": offset, "whence": whence}, r,
-                      kind="syscall")
+                      kind="syscall", buf=buf)
         elif func == "dma_buf_ioctl":
             self.ioctl(ev, fd, f, r)
         elif func == "dma_buf_mmap_internal":
@@ -819,9 +854,9 @@ class _Converter:
                 addr = None if isinstance(r, int) and r < 0 else fdt.address(start)
             if addr is not None:
                 fdt.mapped(self.tables(ev.pid), fd, addr)
-                self.emit(ev, "mmap", args, addr, kind="syscall")
+                self.emit(ev, "mmap", args, addr, kind="syscall", buf=buf)
             else:
-                self.emit(ev, "mmap", args, r, kind="syscall")
+                self.emit(ev, "mmap", args, r, kind="syscall", buf=buf)
 
     def ioctl(self, ev: Event, fd: int, f: dict[str, Any], r: int | str | None) -> None:
         cmd = number(f.get("cmd"))
@@ -835,19 +870,21 @@ class _Converter:
             # what it saw, and a call that failed there changed nothing.
             self.skipped["ioctl whose argument the kernel could not read (-EFAULT)"] += 1
             return
-        if cmd == IOCTL_SYNC:
-            if flags is None:
-                self.skipped["DMA_BUF_IOCTL_SYNC whose flags the trace does not record"] += 1
+        buf = self.buffer_of(ev, fd)
+        if cmd in (IOCTL_SYNC, IOCTL_EXPORT_SYNC_FILE, IOCTL_IMPORT_SYNC_FILE) and flags is None:
+            if self.join:  # an strace of the run may show the flags: the join pairs the two
+                self.emit(ev, "ioctl", args, r, kind="syscall", buf=buf, noflags=True)
                 return
+            what = "DMA_BUF_IOCTL_SYNC" if cmd == IOCTL_SYNC else "sync-file ioctl"
+            self.skipped[f"{what} whose flags the trace does not record"] += 1
+            return
+        if flags is not None and cmd == IOCTL_SYNC:
             args["flags"] = flags
-        elif cmd in (IOCTL_EXPORT_SYNC_FILE, IOCTL_IMPORT_SYNC_FILE):
-            if flags is None:
-                self.skipped["sync-file ioctl whose flags the trace does not record"] += 1
-                return
+        elif flags is not None and cmd in (IOCTL_EXPORT_SYNC_FILE, IOCTL_IMPORT_SYNC_FILE):
             # The recorder reads 8 bytes at the argument; the structs are {__u32 flags; __s32 fd;}, so the fd
             # (-1 or garbage on input) is in the upper half on these little-endian machines.
             args["flags"] = flags & 0xFFFFFFFF
-        self.emit(ev, "ioctl", args, r, kind="syscall")
+        self.emit(ev, "ioctl", args, r, kind="syscall", buf=buf)
 
     def release_file(self, ev: Event, file: str) -> None:
         """The file's last reference is gone: every fd and mapping of it went before."""
@@ -857,7 +894,7 @@ class _Converter:
         if state.pending:
             self.skipped["file operation on a file never linked to its dma-buf"] += len(state.pending)
         if state.dmabuf is not None:
-            self.hidden_closes += self.close_all(ev, state.dmabuf)
+            self.hidden_closes += self.close_all(ev, state.dmabuf, why="release")
 
     # -- system calls ----------------------------------------------------------------------
 
@@ -1029,13 +1066,13 @@ class _Converter:
             owner = self.files_of.pop(real)
             at = Event(ev.line, ev.comm, ev.tid, owner, ev.cpu, ev.ts)
             if self.tables.fork(owner, real).fds or real in self.involved:
-                self.emit(at, "fork", {}, real, kind="syscall")
+                self.emit(at, "fork", {}, real, kind="syscall", why="syscall")
             self.involved.add(real)
             ev = Event(ev.line, ev.comm, ev.tid, real, ev.cpu, ev.ts)
         if real in self.files_of or ev.pid not in self.involved:
             self.skipped["execve of a process without dma-buf fds"] += 1
             return
-        self.emit(ev, "execve", {}, ret, kind="syscall")
+        self.emit(ev, "execve", {}, ret, kind="syscall", why="syscall")
         if ret == 0:
             self.tables(ev.pid).exec()
             self.threads.pop(ev.pid, None)
@@ -1058,7 +1095,7 @@ class _Converter:
             self.skipped["exit of a process without dma-buf fds"] += 1
             self.tables.drop(real)
             return
-        self.emit(ev, "exit_group", {} if status is None else {"status": status}, kind="syscall")
+        self.emit(ev, "exit_group", {} if status is None else {"status": status}, kind="syscall", why="syscall")
         self.tables.drop(real)
         self.involved.discard(real)
         self.threads.pop(real, None)
@@ -1107,7 +1144,7 @@ class _Converter:
                     self.thread_pid[child] = parent
                 if parent in self.involved:
                     self.threads.setdefault(parent, set()).add(child)
-                    self.emit(ev, "clone", {"flags": flags}, child, kind="syscall")
+                    self.emit(ev, "clone", {"flags": flags}, child, kind="syscall", why="syscall")
                 return
             if shares == "files":
                 self.files_of[child] = parent
@@ -1125,6 +1162,8 @@ class _Converter:
             if ev.ts is not None:
                 event["ts"] = ev.ts
             event.update(comm=ev.comm, cpu=ev.cpu)
+            if self.join:
+                event["_why"] = "syscall"
             self.out.append((ev.line, event))
             source = self.tables.procs.get(parent)
             snapshot = ProcTable(dict(source.fds), dict(source.maps)) if source is not None else ProcTable()
@@ -1133,7 +1172,7 @@ class _Converter:
         if flags is None and name not in ("fork", "vfork") and not self.tgid:
             self.note_once("tasks whose clone flags the trace does not show (clone3, or no traced call) are taken as "
                            "processes: without the tgid column (options/record-tgid) a thread cannot be told apart")
-        self.emit(ev, op, args, child, kind="syscall")
+        self.emit(ev, op, args, child, kind="syscall", why="syscall")
         t = self.tables.fork(parent, child)
         if t.fds or t.maps:
             self.involved.add(child)
@@ -1273,9 +1312,18 @@ def traced_syscalls(text: str) -> tuple[frozenset[str], bool]:
     return seen, "sched_process_fork:" in text
 
 
-def read(stream: IO[bytes], file: str, head: bytes) -> Conversion:
+def read(stream: IO[bytes], file: str, head: bytes, *, join: bool = False) -> Conversion:
+    """The conversion of ftrace text ``stream`` (at its start; ``head`` is a peek of it).
+
+    ``join``: for ``checker.join``, which joins it with an strace of the same run.  Events carry fields of the
+    join's own, starting with ``_``: ``_why`` an event is inferred rather than seen (the ``close`` and ``munmap``
+    of a file's release, ``reuse`` or ``reinstall``, the ``dma_buf_fd`` ``dma_buf_get`` showed) or comes from the
+    syscall tracepoints (``syscall``: an strace of the process shows it too), ``_buf`` the buffer of a file
+    operation, and ``DMA_BUF_IOCTL_SYNC`` without its flags is written, marked ``_noflags``, for the join to pair
+    with the strace's.
+    """
     text = head.decode("utf-8", "replace")
-    conv = _Converter(file, text)
+    conv = _Converter(file, text, join)
     mark = KERNEL_MARK.search(text)
     profile = None
     if mark:
@@ -1313,7 +1361,8 @@ def read(stream: IO[bytes], file: str, head: bytes) -> Conversion:
                      "given (traces/record/ftrace-setup.sh writes it as a marker)")
     if not conv.tgid:
         notes.append("no tgid column (options/record-tgid): thread ids stand for processes")
-    source: dict[str, Any] = {"tracer": "ftrace", "kprobes": conv.kprobes, "sync_flags": conv.sync_flags}
+    source: dict[str, Any] = {"tracer": "ftrace", "kprobes": conv.kprobes, "sync_flags": conv.sync_flags,
+                              "fd_flags": conv.fd_flags, "tgid": conv.tgid}
     if syscalls:
         source["syscalls"] = sorted(syscalls)
     header = Header(profile=profile, unobserved=frozenset(unobserved), source=source)

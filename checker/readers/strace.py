@@ -155,7 +155,7 @@ _ATTACHED = re.compile(r"strace: Process (?P<pid>\d+) attached")
 _SPLIT_MSG = re.compile(r"(?P<head>.*?\S.*?)(?P<msg>strace: Process \d+ (?:attached|detached))")
 _SUMMARY = re.compile(r"% time .*|-{3,}[ -]*|\s*\d+\.\d+\s+\d+\.\d+\s+\d+\s+\d+(?:\s+\d+)?\s+\w+")
 _ERRNAME = re.compile(r"(?P<name>E[A-Z0-9_]+)\b")
-_TIMING = re.compile(r"\s*<\d+(?:\.\d+)?>\s*$")
+_TIMING = re.compile(r"\s*<(?P<seconds>\d+(?:\.\d+)?)>\s*$")
 _FD = re.compile(r"(?P<fd>-?\d+|AT_FDCWD)(?:<(?P<path>.*)>)?(?:\(deleted\))?", re.S)
 _ARGNAME = re.compile(r"[a-z_][a-z0-9_]*=(?![=>])")
 _UNIX = re.compile(r"(?:UNIX(?:-[A-Z]+)?:\[(?P<ino>\d+)(?:->(?P<peer>\d+))?|socket:\[(?P<sino>\d+)\])")
@@ -218,6 +218,27 @@ def sniff(head: bytes) -> bool:
             shaped += 1
             calls += m.group("what")[:1].isalpha()
     return calls > 0 and shaped * 2 >= len(lines)
+
+
+def pids_in(head: bytes) -> set[int]:
+    """The processes and threads the first lines of an strace recording show (its pid column, or what
+    ``set_tid_address`` returned).
+
+    >>> sorted(pids_in(b'42  10:00:00.000001 close(3) = 0\\n43  10:00:00.000002 close(4) = 0\\n'))
+    [42, 43]
+    """
+    out: set[int] = set()
+    for line in head.decode("latin-1").split("\n")[:4096]:
+        m = _HEAD.fullmatch(line.strip())
+        if m is None:
+            continue
+        pid = m.group("pid1") or m.group("pid2")
+        if pid:
+            out.add(int(pid))
+        tid = re.match(r"set_tid_address\(.*\)\s+=\s+(\d+)", m.group("body"))
+        if tid:
+            out.add(int(tid.group(1)))
+    return out
 
 
 # -- small parsers ----------------------------------------------------------------------------------
@@ -300,6 +321,11 @@ def _fd(text: str) -> tuple[int, str | None]:
     if not m or m.group("fd") == "AT_FDCWD":
         raise _Unparseable("not an fd")
     return _int(m.group("fd")), m.group("path")
+
+
+def _is_marker(path: str | None) -> bool:
+    """A path of tracefs's ``trace_marker`` (under ``/sys/kernel/tracing`` or ``/sys/kernel/debug/tracing``)."""
+    return path is not None and path.split("<", 1)[0].endswith("/trace_marker")
 
 
 def _is_dmabuf(path: str | None) -> bool:
@@ -418,10 +444,11 @@ class _Proc(fdt.Table):
     devs: dict[int, str] = field(default_factory=dict)  # fd -> path, for dma-buf devices opened (without -y)
     threads: set[int] = field(default_factory=set)
     creates: deque[tuple[str, int | None, int]] = field(default_factory=deque)  # creating ioctls whose fd is unseen
+    marks: set[int] = field(default_factory=set)  # fds open on tracefs's trace_marker (without -y)
     dead: bool = False
 
     def fork(self) -> _Proc:
-        return _Proc(dict(self.fds), dict(self.maps), dict(self.devs))
+        return _Proc(dict(self.fds), dict(self.maps), dict(self.devs), marks=set(self.marks))
 
 
 @dataclass
@@ -446,6 +473,8 @@ class _Call:
     tid: int
     line: int
     ts: float | None
+    end: float | None = None  # when the call returned, if strace shows it (-T; the line of a resumed call)
+    resumed: bool = False  # printed in two halves: ``ts`` is the second half's time, not the call's start
 
     def ret(self) -> int | None:
         """The return value as the canonical format wants it: the value, or a negative errno; None for ``?``."""
@@ -476,7 +505,7 @@ HANDLED = frozenset({
     "close", "close_range", "dup", "dup2", "dup3", "fcntl", "fcntl64", "lseek", "_llseek", "llseek", "mmap", "mmap2",
     "munmap", "ioctl", "fork", "vfork", "clone", "clone2", "clone3", "execve", "execveat", "exit_group", "exit",
     "openat", "open", "openat2", "creat", "sendmsg", "recvmsg", "socketpair", "pidfd_getfd", "set_tid_address",
-    "gettid", "getpid"})
+    "gettid", "getpid", "write"})
 FORKS = frozenset({"fork", "vfork", "clone", "clone2", "clone3"})
 DEVICE_PREFIXES = ("/dev/dma_heap/", "/dev/udmabuf", "/dev/dri/", "/dev/video")
 
@@ -484,10 +513,11 @@ DEVICE_PREFIXES = ("/dev/dma_heap/", "/dev/udmabuf", "/dev/dri/", "/dev/video")
 class _Converter:
     """Turns strace lines into canonical events, one line at a time."""
 
-    def __init__(self, stream: IO[bytes], file: str, conv: Conversion) -> None:
+    def __init__(self, stream: IO[bytes], file: str, conv: Conversion, join: bool = False) -> None:
         self.stream = stream
         self.file = file
         self.conv = conv
+        self.join = join  # for checker.join: every fd's system calls, and when each call started and returned
         self.skipped = conv.skipped
         self.out: list[tuple[int, dict[str, Any]]] = []
         self.queue: deque[tuple[int, dict[str, Any]]] = deque()
@@ -537,10 +567,18 @@ class _Converter:
             event["ret"] = ret
         if c.ts is not None:
             event["ts"] = c.ts
+        if self.join:  # fields of checker.join's own, which it removes: when the call started and returned
+            if c.ts is not None and not c.resumed:
+                event["_t0"] = c.ts
+            if c.end is not None:
+                event["_t1"] = c.end
         self.out.append((c.line, event))
 
-    def export(self, c: _Call, exp_name: str, size: int | None, fd: int, fd_flags: int) -> None:
-        """What the kernel did in a creating ioctl: export a buffer and install it in a new fd."""
+    def export(self, c: _Call, exp_name: str, size: int | None, fd: int, fd_flags: int, seen: bool = True) -> None:
+        """What the kernel did in a creating ioctl: export a buffer and install it in a new fd.
+
+        ``seen``: on the ioctl's own line; otherwise attributed to a later line that showed the fd.
+        """
         handle = f"strace:{c.line}"
         while any(handle == h for h, _ in self.proc(c.tid).fds.values()):
             handle += "'"
@@ -549,6 +587,9 @@ class _Converter:
             args["size"] = size
         self.emit(c, "dma_buf_export", "call", args, handle)
         self.emit(c, "dma_buf_fd", "call", {"dmabuf": handle, "flags": fd_flags}, fd)
+        if self.join and not seen:
+            for _, event in self.out[-2:]:
+                event["_why"] = "adopted"  # not at the time of the ioctl: no time anchor
         self.proc(c.tid).put_fd(fd, handle, bool(fd_flags & K.O_CLOEXEC))
 
     def receive(self, c: _Call, fd: int, handle: str | None, cloexec: bool | None) -> None:
@@ -570,7 +611,7 @@ class _Converter:
             exp_name, size, line = p.creates.popleft()
             self.note(f"a creating ioctl's new fd was not printed (line {line}): attributed to the first dma-buf fd "
                       "-y showed afterwards; its close-on-exec flag is taken as set (use strace -v, 6.11 or later)")
-            self.export(c, exp_name, size, fd, K.O_CLOEXEC)
+            self.export(c, exp_name, size, fd, K.O_CLOEXEC, seen=False)
             return
         self.receive(c, fd, None, None)
 
@@ -797,9 +838,14 @@ class _Converter:
         if pend.child is not None:
             self.skip("fork: recorded when the child appeared")
             return
-        self.complete(name, done, tid, n, ts)
+        self.complete(name, done, tid, n, ts, resumed=True)
 
-    def complete(self, name: str, done: re.Match[str], tid: int, n: int, ts: float | None) -> None:
+    def complete(self, name: str, done: re.Match[str], tid: int, n: int, ts: float | None,
+                 resumed: bool = False) -> None:
+        timing = _TIMING.search(done.group("tail"))
+        end = ts if resumed else None  # strace stamps the second half of a call when it returns
+        if timing is not None and ts is not None and not resumed:
+            end = round(ts + float(timing.group("seconds")), 9)
         tail = _TIMING.sub("", done.group("tail")).strip()
         ret_path: str | None = None
         if tail.startswith("<"):
@@ -812,14 +858,15 @@ class _Converter:
         if name not in HANDLED:
             if "dmabuf" in args_text or _is_dmabuf(ret_path):
                 c = _Call(name, _split(args_text), done.group("rv"), err.group("name") if err else None, ret_path,
-                          tid, n, ts)
+                          tid, n, ts, end, resumed)
                 self.adopt_args(c)
                 rv = c.ret()
                 if rv is not None and rv >= 0 and _is_dmabuf(ret_path):
                     self.adopt(c, rv, ret_path)
             self.skip(NOT_ABOUT)
             return
-        c = _Call(name, _split(args_text), done.group("rv"), err.group("name") if err else None, ret_path, tid, n, ts)
+        c = _Call(name, _split(args_text), done.group("rv"), err.group("name") if err else None, ret_path, tid, n, ts,
+                  end, resumed)
         if name not in FORKS and "dmabuf" in args_text:
             self.adopt_args(c)
         getattr(self, "sys_" + name.lstrip("_"))(c)
@@ -930,7 +977,9 @@ class _Converter:
     # -- system calls ---------------------------------------------------------------------------------
 
     def known(self, c: _Call, fd: int) -> bool:
-        if fd in self.proc(c.tid).fds:
+        """Whether to record a system call on ``fd``: a dma-buf the reader has seen, or any fd when joined with a
+        kernel trace, which may know it is one (the checker ignores calls on other fds)."""
+        if fd in self.proc(c.tid).fds or self.join:
             return True
         self.skip(NOT_DMABUF_FD)
         return False
@@ -947,7 +996,8 @@ class _Converter:
         fd, _ = _fd(c.arg(0))
         p = self.proc(c.tid)
         p.devs.pop(fd, None)
-        self.apply(c, fdt.close(p, fd, c.ret()))
+        p.marks.discard(fd)
+        self.apply(c, fdt.close(p, fd, c.ret(), every=self.join))
 
     def sys_close_range(self, c: _Call) -> None:
         first = _int(c.arg(0))
@@ -956,30 +1006,33 @@ class _Converter:
         flags = _flags(c.arg(2), {"CLOSE_RANGE_UNSHARE": 2, "CLOSE_RANGE_CLOEXEC": CLOSE_RANGE_CLOEXEC}) \
             if len(c.args) > 2 else 0
         p = self.proc(c.tid)
-        fds = sorted(fd for fd in p.fds if first <= fd <= last)
-        if c.ret() != 0 or not fds:
-            self.skip(NOT_DMABUF_FD)
-            return
+        fds = sorted(fd for fd in p.fds if first <= fd <= last) if c.ret() == 0 else []
         for fd in fds:
             if flags & CLOSE_RANGE_CLOEXEC:
                 self.apply(c, fdt.fcntl(p, fd, "F_SETFD", K.FD_CLOEXEC, 0))
             else:
                 self.apply(c, fdt.close(p, fd, 0))
+        if self.join and c.ret() == 0:
+            # fds a kernel trace knows to be dma-bufs may be in the range too: checker.join closes them
+            self.emit(c, "_close_range", "syscall", {"first": first, "last": last,
+                                                     "cloexec": bool(flags & CLOSE_RANGE_CLOEXEC)}, 0)
+        elif not fds:
+            self.skip(NOT_DMABUF_FD)
 
     def sys_dup(self, c: _Call) -> None:
         fd, _ = _fd(c.arg(0))
-        self.apply(c, fdt.dup(self.proc(c.tid), fd, c.ret()))
+        self.apply(c, fdt.dup(self.proc(c.tid), fd, c.ret(), every=self.join))
 
     def sys_dup2(self, c: _Call) -> None:
         fd, _ = _fd(c.arg(0))
         newfd, _ = _fd(c.arg(1))
-        self.apply(c, fdt.dup_to(self.proc(c.tid), "dup2", fd, newfd, None, c.ret()))
+        self.apply(c, fdt.dup_to(self.proc(c.tid), "dup2", fd, newfd, None, c.ret(), every=self.join))
 
     def sys_dup3(self, c: _Call) -> None:
         fd, _ = _fd(c.arg(0))
         newfd, _ = _fd(c.arg(1))
         flags = _flags(c.arg(2), O_FLAGS) if len(c.args) > 2 else 0
-        self.apply(c, fdt.dup_to(self.proc(c.tid), "dup3", fd, newfd, flags, c.ret()))
+        self.apply(c, fdt.dup_to(self.proc(c.tid), "dup3", fd, newfd, flags, c.ret(), every=self.join))
 
     def sys_fcntl(self, c: _Call) -> None:
         fd, _ = _fd(c.arg(0))
@@ -987,9 +1040,9 @@ class _Converter:
         cmd = fdt.FCNTL_NAMES.get(_int(cmd_text), cmd_text) if cmd_text[:1].isdigit() else cmd_text
         p = self.proc(c.tid)
         arg: int | None = None
-        if len(c.args) > 2 and cmd in ("F_DUPFD", "F_DUPFD_CLOEXEC", "F_SETFD") and fd in p.fds:
+        if len(c.args) > 2 and cmd in ("F_DUPFD", "F_DUPFD_CLOEXEC", "F_SETFD") and (fd in p.fds or self.join):
             arg = _flags(c.arg(2), {"FD_CLOEXEC": K.FD_CLOEXEC}) if cmd == "F_SETFD" else _int(c.arg(2))
-        self.apply(c, fdt.fcntl(p, fd, cmd, arg, c.ret()))
+        self.apply(c, fdt.fcntl(p, fd, cmd, arg, c.ret(), every=self.join))
 
     sys_fcntl64 = sys_fcntl
 
@@ -1050,7 +1103,8 @@ class _Converter:
     def sys_munmap(self, c: _Call) -> None:
         p = self.proc(c.tid)
         addr = fdt.address(_int(c.arg(0)))
-        self.apply(c, fdt.munmap(p, addr, _int(c.arg(1)) if addr in p.maps else None, c.ret()))
+        length = _int(c.arg(1)) if addr in p.maps or self.join else None
+        self.apply(c, fdt.munmap(p, addr, length, c.ret(), every=self.join))
 
     def sys_ioctl(self, c: _Call) -> None:
         fd, path = _fd(c.arg(0))
@@ -1060,14 +1114,16 @@ class _Converter:
             creator = next((n for n in names if n in CREATORS), None)
         if fd in self.proc(c.tid).fds:
             creator = None  # on a dma-buf: a command its ioctl does not know, unless the VFS answers it first
+        if fd in self.proc(c.tid).fds or self.join and creator is None:
             vfs = number if number is not None else next((fdt.VFS_IOCTLS[n] for n in names if n in fdt.VFS_IOCTLS),
                                                           None)
-            outcome = fdt.vfs_ioctl(self.proc(c.tid), fd, vfs, c.ret()) if vfs is not None else None
+            outcome = fdt.vfs_ioctl(self.proc(c.tid), fd, vfs, c.ret(), every=self.join) if vfs is not None else None
             if outcome is not None:
                 self.apply(c, outcome)
                 return
-        elif creator is None:
-            self.skip(NOT_DMABUF_FD)
+        if fd not in self.proc(c.tid).fds and creator is None and not (
+                self.join and (number in IOCTL_BY_NUMBER or any(n in IOCTL_NUMBERS for n in names))):
+            self.skip(NOT_DMABUF_FD)  # (joined with a kernel trace: dma-buf commands on any fd are recorded)
             return
         arg = _struct_arg(_strip_name(c.args[2])) if len(c.args) > 2 else _Arg()
         if creator is not None:
@@ -1213,6 +1269,10 @@ class _Converter:
                 path = _cstring(a)[0].decode("utf-8", "replace")
         ret = c.ret()
         shown = c.ret_path or path
+        if ret is not None and ret >= 0 and shown and _is_marker(shown):
+            self.proc(c.tid).marks.add(ret)
+            self.skip("trace_marker opened")
+            return
         if ret is not None and ret >= 0 and shown and shown.startswith(DEVICE_PREFIXES):
             self.proc(c.tid).devs[ret] = shown.split("<", 1)[0]
             self.skip("dma-buf device opened")
@@ -1223,6 +1283,20 @@ class _Converter:
         self.skip(NOT_ABOUT)
 
     sys_open = sys_openat2 = sys_creat = sys_openat
+
+    def sys_write(self, c: _Call) -> None:
+        """A write to tracefs's ``trace_marker``: the program's own comment, which a kernel trace shows too."""
+        fd, path = _fd(c.arg(0))
+        ret = c.ret()
+        if not (_is_marker(path) or path is None and fd in self.proc(c.tid).marks) or ret is None or ret < 0:
+            self.skip(NOT_ABOUT)
+            return
+        data, rest = _cstring(c.arg(1))
+        text = data.decode("utf-8", "replace").rstrip("\n")
+        cut = rest.startswith("...")  # strace -s: the string is longer than strace prints
+        self.emit(c, "marker", "annotation", {"text": text + ("..." if cut else "")})
+        if self.join and cut:
+            self.out[-1][1]["_prefix"] = text
 
     def sys_set_tid_address(self, c: _Call) -> None:
         ret = c.ret()
@@ -1402,8 +1476,13 @@ def undecidable(head: str) -> dict[str, tuple[str, ...]]:
                     for r in CLOEXEC_RULES})
     return out
 
-def read(stream: IO[bytes], file: str, head: bytes) -> Conversion:
-    """The conversion of strace output ``stream`` (a binary stream at its start; ``head`` is a peek of it)."""
+def read(stream: IO[bytes], file: str, head: bytes, *, join: bool = False) -> Conversion:
+    """The conversion of strace output ``stream`` (a binary stream at its start; ``head`` is a peek of it).
+
+    ``join``: for ``checker.join``, which joins it with a kernel trace of the same run.  System calls on every
+    fd are written (the kernel trace may know an fd is a dma-buf that strace cannot tell), with fields of the
+    join's own, starting with ``_``: when the call started (``_t0``) and returned (``_t1``, with ``-T``).
+    """
     text = head.decode("latin-1")
     profile: str | None = None
     m = _RELEASE.search(text)
@@ -1421,7 +1500,7 @@ def read(stream: IO[bytes], file: str, head: bytes) -> Conversion:
         conv.notes.append("no fd paths (strace -y): dma-buf fds received from other processes or inherited from "
                           "before the trace cannot be recognised")
     conv.undecidable = undecidable(text)
-    conv.events = _Converter(stream, file, conv).events()
+    conv.events = _Converter(stream, file, conv, join).events()
     return conv
 
 

@@ -92,86 +92,100 @@ def address(value: int) -> str:
     return f"0x{value & ((1 << 64) - 1):x}"
 
 
-def close(t: Table, fd: int, ret: int | None) -> list[Out] | str:
-    """``close(fd)``: closing a dma-buf fd drops its reference, unless it failed with ``-EBADF``."""
-    if fd not in t.fds:
+def close(t: Table, fd: int, ret: int | None, every: bool = False) -> list[Out] | str:
+    """``close(fd)``: closing a dma-buf fd drops its reference, unless it failed with ``-EBADF``.
+
+    ``every`` (here and below): the call becomes its event on any fd, not only on one the table knows holds a
+    dma-buf (what ``checker.join`` asks of the strace reader: the kernel trace may know the fd is one).
+    """
+    if fd not in t.fds and not every:
         return NOT_DMABUF_FD
-    if ret != -K.EBADF:
+    if ret != -K.EBADF and fd in t.fds:
         t.drop_fd(fd)
     return [("close", {"fd": fd}, ret)]
 
 
-def dup(t: Table, fd: int, ret: int | None) -> list[Out] | str:
+def dup(t: Table, fd: int, ret: int | None, every: bool = False) -> list[Out] | str:
     """``dup(fd)``: a new fd (``ret``) for the same buffer, without close-on-exec."""
-    if fd not in t.fds:
+    if fd not in t.fds and not every:
         return NOT_DMABUF_FD
     if ret is None:
         return NO_RESULT
-    if ret >= 0:
+    if ret >= 0 and fd in t.fds:
         t.put_fd(ret, t.fds[fd][0], False)
     return [("dup", {"fd": fd}, ret)]
 
 
-def dup_to(t: Table, name: str, fd: int, newfd: int, flags: int | None, ret: int | None) -> list[Out] | str:
-    """``dup2(fd, newfd)`` and ``dup3(fd, newfd, flags)``: what was open at ``newfd`` is closed first."""
+def dup_to(t: Table, name: str, fd: int, newfd: int, flags: int | None, ret: int | None,
+           every: bool = False) -> list[Out] | str:
+    """``dup2(fd, newfd)`` and ``dup3(fd, newfd, flags)``: what was open at ``newfd`` is closed first.
+
+    >>> dup_to(Table(), "dup2", 3, 9, None, 9, every=True)
+    [('dup2', {'fd': 3, 'newfd': 9}, 9)]
+    """
     ok = ret is not None and ret >= 0
-    if fd not in t.fds:
-        if newfd in t.fds and ok and fd != newfd:
-            t.drop_fd(newfd)  # duplicating another file onto a dma-buf fd closes it
-            return [("close", {"fd": newfd}, 0)]
-        return NOT_DMABUF_FD
     args: dict[str, Any] = {"fd": fd, "newfd": newfd}
     if name == "dup3":
         args["flags"] = flags or 0
+    if fd not in t.fds:
+        out: list[Out] = []
+        if newfd in t.fds and ok and fd != newfd:
+            t.drop_fd(newfd)  # duplicating another file onto a dma-buf fd closes it
+            out.append(("close", {"fd": newfd}, 0))
+        if every:
+            out.append((name, args, ret))
+        return out or NOT_DMABUF_FD
     if ok and fd != newfd:
         t.put_fd(newfd, t.fds[fd][0], bool((flags or 0) & K.O_CLOEXEC))
     return [(name, args, ret)]
 
 
-def fcntl(t: Table, fd: int, cmd: int | str, arg: int | None, ret: int | None) -> list[Out] | str:
+def fcntl(t: Table, fd: int, cmd: int | str, arg: int | None, ret: int | None,
+          every: bool = False) -> list[Out] | str:
     """``fcntl``: ``F_DUPFD`` and ``F_DUPFD_CLOEXEC`` duplicate, ``F_SETFD`` sets close-on-exec; nothing else."""
     name = FCNTL_NAMES.get(cmd, str(cmd)) if isinstance(cmd, int) else cmd
     if name not in ("F_DUPFD", "F_DUPFD_CLOEXEC", "F_SETFD"):
         return NOT_ABOUT
-    if fd not in t.fds:
+    if fd not in t.fds and not every:
         return NOT_DMABUF_FD
-    buffer = t.fds[fd][0]
+    buffer = t.fds[fd][0] if fd in t.fds else None
     if name == "F_SETFD":
         arg = arg or 0
-        if ret is None or ret >= 0:
+        if (ret is None or ret >= 0) and buffer is not None:
             t.put_fd(fd, buffer, bool(arg & K.FD_CLOEXEC))
         return [("fcntl", {"fd": fd, "cmd": name, "arg": arg}, ret)]
     if ret is None:
         return NO_RESULT
-    if ret >= 0:
+    if ret >= 0 and buffer is not None:
         t.put_fd(ret, buffer, name == "F_DUPFD_CLOEXEC")
     return [("fcntl", {"fd": fd, "cmd": name, "arg": arg or 0}, ret)]
 
 
-def vfs_ioctl(t: Table, fd: int, cmd: int, ret: int | None) -> list[Out] | str | None:
+def vfs_ioctl(t: Table, fd: int, cmd: int, ret: int | None, every: bool = False) -> list[Out] | str | None:
     """An ioctl the VFS answers before the file's own: ``FIOCLEX``/``FIONCLEX`` are ``fcntl(F_SETFD)``.
 
     None when ``cmd`` is not one of them (the dma-buf core sees it).
     """
     if cmd not in VFS_IOCTL_NUMBERS:
         return None
-    if fd not in t.fds:
+    if fd not in t.fds and not every:
         return NOT_DMABUF_FD
     if cmd in (FIOCLEX, FIONCLEX):
-        return fcntl(t, fd, "F_SETFD", K.FD_CLOEXEC if cmd == FIOCLEX else 0, ret)
+        return fcntl(t, fd, "F_SETFD", K.FD_CLOEXEC if cmd == FIOCLEX else 0, ret, every)
     return VFS_IOCTL
 
 
 def mapped(t: Table, fd: int, addr: str) -> None:
-    """``mmap`` of dma-buf fd ``fd`` succeeded at ``addr``: the mapping holds the buffer."""
-    t.put_map(addr, t.fds[fd][0])
+    """``mmap`` of fd ``fd`` succeeded at ``addr``: if ``fd`` holds a dma-buf, the mapping holds the buffer."""
+    if fd in t.fds:
+        t.put_map(addr, t.fds[fd][0])
 
 
-def munmap(t: Table, addr: str, length: int | None, ret: int | None) -> list[Out] | str:
+def munmap(t: Table, addr: str, length: int | None, ret: int | None, every: bool = False) -> list[Out] | str:
     """``munmap(addr, length)`` of a dma-buf mapping, by the address its ``mmap`` returned."""
-    if addr not in t.maps:
+    if addr not in t.maps and not every:
         return NOT_A_MAPPING
-    if ret is None or ret >= 0:
+    if (ret is None or ret >= 0) and addr in t.maps:
         t.drop_map(addr)
     args: dict[str, Any] = {"addr": addr}
     if length is not None:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from checker.core import Finding, InputError, ObjectState, Result, fingerprints
-from checker.report import notes_of, read_lines, reproduce, summary, versions
+from checker.report import event_lines, notes_of, reproduce, summary, versions, where
 from spec import SPEC
 from spec.lang import Value
 
@@ -340,12 +340,12 @@ def _finding(f: Finding, anchor: str, number: int, result: Result, lines: dict[i
         if all((o.table, o.key) != (p.table, p.key) for p in objects):
             objects.append(o)
     touched = [[_touches(ev, o) for o in objects] for ev in events]
-    where = f"{result.file}:{f.line}"
+    at = where(result, f.line)
     thread = f" · thread {f.tid}" if f.tid is not None else ""
     out = [f'<article class="finding {_esc(sev)}" id="{anchor}">',
            f'<h3><span class="sev {_esc(sev)}">{_esc(sev)}</span> <a class="rid" href="#{anchor}">{_esc(f.rule)}</a>'
            f' <span class="msg">{_esc(rule.message)}</span></h3>',
-           f'<p class="where">#{number} · <code>{_esc(where)}</code> · <code>{_esc(f.op)}</code>{_esc(thread)}</p>',
+           f'<p class="where">#{number} · <code>{_esc(at)}</code> · <code>{_esc(f.op)}</code>{_esc(thread)}</p>',
            '<dl class="meta">',
            f"<dt>rule</dt><dd><code>{_esc(f.rule)}</code>: {_esc(rule.who.value)} {_esc(rule.kind.value)}; "
            f"{_esc(versions(rule))}; checked as profile <code>{_esc(result.profile)}</code></dd>",
@@ -445,7 +445,7 @@ def render(results: Sequence[Result], errors: Sequence[InputError] = (), *, engi
         for rid in order:
             rows = per_rule[rid]
             rule = _RULES[rid]
-            links = [f'<a href="#{a}" title="{_esc(f"{r.file}:{f.line}")}">{_esc(_link_text(r, f))}</a>'
+            links = [f'<a href="#{a}" title="{_esc(where(r, f.line))}">{_esc(_link_text(r, f))}</a>'
                      for r, f, a in rows if a][:_LINKS_PER_RULE]
             more = len(rows) - len(links)
             if more:
@@ -490,7 +490,7 @@ def render(results: Sequence[Result], errors: Sequence[InputError] = (), *, engi
                 continue
             out.append(f'<p class="trace"><strong>{_esc(r.file)}</strong> · profile <code>{_esc(r.profile)}</code>'
                        f" · {r.events:,} event(s) · {len(r.findings)} finding(s)</p>")
-            lines = read_lines(r.file, {n for f in r.findings[: len(mine)] for n in (*f.related_lines, f.line)})
+            lines = event_lines(r, {n for f in r.findings[: len(mine)] for n in (*f.related_lines, f.line)})
             for f, anchor in zip(r.findings, mine, strict=False):
                 number += 1
                 out.append(_finding(f, anchor, number, r, lines, engine))
@@ -502,5 +502,5 @@ def render(results: Sequence[Result], errors: Sequence[InputError] = (), *, engi
 
 
 def _link_text(r: Result, f: Finding) -> str:
-    name = r.file.rsplit("/", 1)[-1]
-    return f"{_middle(name, 44)}:{f.line}"
+    name = where(r, f.line).rsplit("/", 1)[-1]
+    return _middle(name, 50)

@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from checker.core import Finding, InputError, Result
-from checker.report import finding_text, notes_of, read_lines
+from checker.report import event_lines, finding_text, notes_of
 
 SUITE = "dmaspec"
 
@@ -167,7 +167,7 @@ def _trace(suite: _Suite, result: Result, errors: Sequence[InputError], engine: 
     if errors:
         suite.error(case, errors)
     if result.findings:
-        lines = read_lines(result.file, {n for f in result.findings for n in (*f.related_lines, f.line)})
+        lines = event_lines(result, {n for f in result.findings for n in (*f.related_lines, f.line)})
         text = _findings_text(result.findings, result, lines, engine)
         suite.failure(case, _failure_message(result.findings), result.findings[0].rule, text)
     elif result.withheld and not errors:
@@ -179,7 +179,7 @@ def _trace_per_rule(suite: _Suite, result: Result, errors: Sequence[InputError],
     rules = list(dict.fromkeys([f.rule for f in result.findings] + sorted(result.withheld | result.undecided)))
     share = len(rules) + bool(errors) or 1
     cls = classname(result.file, per_rule=True)
-    lines = read_lines(result.file, {n for f in result.findings for n in (*f.related_lines, f.line)})
+    lines = event_lines(result, {n for f in result.findings for n in (*f.related_lines, f.line)})
     for rule in rules:
         case = suite.case(cls, rule, result.file, share)
         found = [f for f in result.findings if f.rule == rule]

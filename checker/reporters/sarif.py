@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from checker.core import Finding, InputError, ObjectState, Result, fingerprints
-from checker.report import notes_of, read_lines, reproduce, summary, versions
+from checker.report import event_lines, located, notes_of, reproduce, summary, versions
 from spec import SPEC
 from spec.lang import Rule, Value
 
@@ -190,7 +190,7 @@ def _results_of(r: Result, engine: str) -> list[Json]:
     prints = fingerprints(r)
     flows = [_flow_lines(f) for f in r.findings]
     wanted = {n for lines, _ in flows for n in lines}
-    text = read_lines(r.file, wanted)
+    text = event_lines(r, wanted)
     command = reproduce(r, engine)
     return [_result(f, r, fp, lines, omitted, text, command)
             for f, fp, (lines, omitted) in zip(r.findings, prints, flows, strict=True)]
@@ -220,7 +220,7 @@ def _result(f: Finding, r: Result, fingerprint: str, lines: list[int], omitted: 
         "ruleIndex": _RULE_INDEX[f.rule],
         "level": rule.severity.value,
         "message": {"text": _message(f, rule)},
-        "locations": [{"physicalLocation": _physical(r.file, _shown_line(f))}],
+        "locations": [{"physicalLocation": _physical(*located(r, _shown_line(f)))}],
         "codeFlows": [_code_flow(f, r, lines, omitted, text)],
         "partialFingerprints": {FINGERPRINT_KEY: fingerprint},
         "properties": {
@@ -282,7 +282,7 @@ def _code_flow(f: Finding, r: Result, lines: list[int], omitted: int, text: dict
         if call is None:
             call = f"{f.op} (line {n})" if here else f"event at line {n}"
         order += 1
-        loc = _flow_location(f, r.file, n, call, order, here)
+        loc = _flow_location(f, r, n, call, order, here)
         key = _thread_key(tid)
         tids.setdefault(key, tid if key.startswith("tid ") else None)
         threads.setdefault(key, []).append(loc)
@@ -291,7 +291,7 @@ def _code_flow(f: Finding, r: Result, lines: list[int], omitted: int, text: dict
                          for key, locs in threads.items()]
     if _at_end(f):
         order += 1
-        end = _flow_location(f, r.file, _shown_line(f), "the trace ends", order, True)
+        end = _flow_location(f, r, _shown_line(f), "the trace ends", order, True)
         flows.append({"id": "end of trace", "message": {"text": "end of the trace"}, "locations": [end]})
     message = f"{len(lines)} event(s) that led to {f.rule}, in trace order"
     if omitted:
@@ -299,7 +299,7 @@ def _code_flow(f: Finding, r: Result, lines: list[int], omitted: int, text: dict
     return {"message": {"text": message}, "threadFlows": flows, "properties": {"omittedEvents": omitted}}
 
 
-def _flow_location(f: Finding, file: str, line: int, call: str, order: int, here: bool) -> Json:
+def _flow_location(f: Finding, r: Result, line: int, call: str, order: int, here: bool) -> Json:
     roles = []
     for o in f.objects:
         did = [what for what, at in (("created", o.born), ("last changed", o.last)) if at == line]
@@ -307,7 +307,7 @@ def _flow_location(f: Finding, file: str, line: int, call: str, order: int, here
             roles.append({"object": _object_name(o), "role": " and ".join(did) + " here",
                           "stateAtFinding": o.describe()})
     loc: Json = {
-        "location": {"physicalLocation": _physical(file, line), "message": {"text": call}},
+        "location": {"physicalLocation": _physical(*located(r, line)), "message": {"text": call}},
         "executionOrder": order,
         "importance": "essential" if here else "important",
         "properties": {"line": line, "objects": roles},
@@ -346,7 +346,8 @@ def _invocation(results: list[Result], errors: list[InputError]) -> Json:
             notes.append({"level": "warning" if r.inconclusive else "note",
                           "message": {"text": f"{r.file}: {text}"},
                           "descriptor": {"id": "inconclusive" if r.inconclusive else "trace-note"},
-                          "locations": [{"physicalLocation": {"artifactLocation": _artifact(r.file)}}]})
+                          "locations": [{"physicalLocation": {"artifactLocation": _artifact(
+                              r.joined[0] if r.joined else r.file)}}]})
     invocation: Json = {"executionSuccessful": not errors}
     if notes:
         invocation["toolExecutionNotifications"] = notes
