@@ -782,7 +782,10 @@ ioctl("DMA_BUF_IOCTL_SYNC", [
     If(one_of(RET, -K.EINTR, -K.EAGAIN, -K.ERESTARTSYS), (Update("sync", SYNC_KEY, "retry", FLAGS),)),
     Stop(failed()),
     If(ne(band(FLAGS, K.SYNC_END), 0), (
-        Require(R.SYNC_END_WITHOUT_START, gt(Get("sync", SYNC_KEY, "open"), 0), (obj("sync", SYNC_KEY),), abort=True),
+        # the fd too: a START that a gap (lost events, a recording begun mid-run) hid leaves the fd
+        # uncertain, and the finding is withheld rather than guessed
+        Require(R.SYNC_END_WITHOUT_START, gt(Get("sync", SYNC_KEY, "open"), 0),
+                (obj("sync", SYNC_KEY), obj("fd", FDKEY)), abort=True),
         Require(R.SYNC_END_DIRECTION, eq(band(FLAGS, K.SYNC_RW), Get("sync", SYNC_KEY, "flags")),
                 (obj("sync", SYNC_KEY),)),
         dec("sync", SYNC_KEY, "open"),
@@ -817,8 +820,8 @@ ioctl("DMA_BUF_IOCTL_PREPARE_ACCESS", PREPARE, features=RFC_FEATURE | KDS,
                Get("rfc_access", Key((PID, Get("fd", FDKEY, "buffer"))), "open")),
       source=Source(R.SEED_RFC, "", "the prepare ioctl could block until that device had finished"))
 ioctl("DMA_BUF_IOCTL_FINISH_ACCESS", [
-    Require(R.RFC_FINISH_WITHOUT_PREPARE, gt(Get("rfc_access", RFC_KEY, "open"), 0), (obj("rfc_access", RFC_KEY),),
-            abort=True),
+    Require(R.RFC_FINISH_WITHOUT_PREPARE, gt(Get("rfc_access", RFC_KEY, "open"), 0),
+            (obj("rfc_access", RFC_KEY), obj("fd", FDKEY)), abort=True),
     dec("rfc_access", RFC_KEY, "open"), dec("buffer", FDBUF, "rfc_open")], features=RFC_FEATURE,
       source=Source(R.SEED_RFC, "dma_buf_ioctl"))
 ioctl(None, [Stop(IsNone(RET)), Require(R.CORE_IOCTL_UNKNOWN, eq(RET, -K.ENOTTY), ())], excludes=RFC_FEATURE,

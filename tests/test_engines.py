@@ -122,3 +122,26 @@ def test_tombstones_are_bounded_and_forgotten_handles_are_unknown_not_released()
     for engine in ("compiled", "interpreter"):
         r = check_stream(io.BytesIO(data), "t", engine=engine)  # type: ignore[arg-type]
         assert [(f.rule, f.line) for f in r.findings] == [("REF-USE-AFTER-RELEASE", 2 * n + 2)]
+
+
+@pytest.mark.parametrize("engine", ["compiled", "interpreter"])
+def test_a_sync_end_whose_start_a_gap_may_have_hidden_is_withheld_not_reported(engine: str) -> None:
+    import io
+    import json
+
+    from checker.api import check_stream
+
+    header = {"format": "dmaspec-trace", "version": 1, "profile": "6.12"}
+    made = [{"op": "dma_buf_export", "tid": 1, "args": {"exp_name": "x", "size": 4096}, "ret": "0xb1"},
+            {"op": "dma_buf_fd", "tid": 1, "args": {"dmabuf": "0xb1", "flags": 524288}, "ret": 5}]
+    gap = [{"op": "lost_events", "kind": "annotation", "tid": 0, "args": {"count": 10, "cpu": 0}}]
+    end = [{"op": "ioctl", "kind": "syscall", "tid": 1, "args": {"fd": 5, "cmd": "DMA_BUF_IOCTL_SYNC", "flags": 5},
+            "ret": 0}]
+
+    def run(events: list[dict[str, object]]) -> tuple[list[str], dict[str, int]]:
+        data = "\n".join(json.dumps(e) for e in [header, *events]).encode()
+        r = check_stream(io.BytesIO(data), "t.jsonl", engine=engine, check_leaks=False)  # type: ignore[arg-type]
+        return [f.rule for f in r.findings], dict(r.withheld)
+
+    assert run(made + gap + end) == ([], {"SYNC-END-WITHOUT-START": 1})  # the START may be in the gap
+    assert run(gap + made + end) == (["SYNC-END-WITHOUT-START"], {})  # the buffer is younger than the gap
