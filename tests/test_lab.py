@@ -215,6 +215,11 @@ def test_lab_run_needs_a_program_or_the_exerciser(tmp_path: Path) -> None:
     assert out.returncode == 2 and "give a PROGRAM or --exerciser" in out.stderr
 
 
+def test_lab_run_of_a_missing_program_is_bad_input(tmp_path: Path) -> None:
+    out = _dmaspec("lab", "run", str(tmp_path / "nothing-here"), cache=tmp_path)
+    assert out.returncode == 2 and "nothing-here: no such program" in out.stderr
+
+
 def test_lab_list_of_an_empty_cache_says_how_to_fill_it(tmp_path: Path) -> None:
     out = _dmaspec("lab", "list", cache=tmp_path)
     assert out.returncode == 0 and "get one with: dmaspec lab fetch" in out.stderr

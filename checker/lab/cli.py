@@ -152,6 +152,9 @@ def _run(args: argparse.Namespace, check: Any) -> int:
     if args.exerciser == bool(args.program):
         print("dmaspec lab: error: give a PROGRAM or --exerciser (one of them)", file=sys.stderr)
         return 2
+    if args.program and not Path(args.program).is_file():
+        print(f"dmaspec lab: error: {args.program}: no such program", file=sys.stderr)
+        return 2
     k = lab.kernel(args.kernel)
     program = lab.build_exerciser(lab.cache_root() / "build") if args.exerciser else Path(args.program)
     for src, _ in _files(args.file):
