@@ -3,10 +3,9 @@
 A trace in which nothing went wrong this time may still hold a race: thread A
 unmaps while thread B drops the last reference, and on another day B goes
 first.  This analysis slides a window over the trace (``window`` events,
-half overlapping) and, for each window with two or more threads, explores
-every order of the window's events that nothing recorded rules out, with the
-explicit-state explorer (``checker.engines.explorer``) over a model of the
-window (``checker.engines.model``, ``recorded=True``):
+half overlapping) and, for each window with two or more threads, searches
+every order of the window's events that nothing recorded rules out, over a
+model of the window (``checker.engines.model``, ``recorded=True``):
 
 - each thread keeps its own order;
 - a call that uses a handle (or an fd of its process) another thread's call
@@ -17,6 +16,25 @@ window (``checker.engines.model``, ``recorded=True``):
   recording (an ``outcome`` that says otherwise rules the order out);
 - the state at the window's start is the one the earlier events left.
 
+Two engines search a window (``engine``):
+
+- ``z3`` (the default): the bounded model checker's encoding of the same
+  model (``checker.engines.bmc.search``: the spec's statements lowered to z3,
+  every depth unrolled at once, one query for every guard rule the recording
+  does not break there).  Threads whose calls share no object (the rows each
+  call may touch, ``checker.engines.universe.footprints``) are searched apart
+  and, within a group, of two adjacent calls that commute only one order is,
+  so the cost grows with the window's size rather than with its
+  interleavings.  A solver that gives up (``timeout`` seconds a call) leaves
+  the window inconclusive (withheld, noted: never a pass); a window the
+  encoding cannot express is searched by the explicit engine (noted).
+- ``explicit``: every state, breadth-first (``checker.engines.explorer``),
+  each rule with its shortest schedule; fast on small windows, but the states
+  grow with the interleavings (see ``bench/analysis.py``).
+
+Both give the same rules in the same windows (``tests/test_predict.py`` holds
+them to it), not always the same schedule.
+
 A schedule that breaks a rule the recording does not break in that window is
 written as a *witness*: the trace's earlier events, then the window in the
 new order.  It is replayed through the compiled executor, and only a witness
@@ -26,7 +44,8 @@ before the trace (whose state is a guess) never makes a prediction.
 
 What it does not see: synchronisation the trace does not record (futexes,
 pipes, V4L2 queues), so a prediction may be a schedule the program never
-allows; and races wider than a window.  It holds the trace in memory.
+allows; races wider than a window; orders across a lost-events marker (such
+a window is not searched, and noted).  It holds the trace in memory.
 
 Example
 -------
@@ -44,6 +63,8 @@ Example
 >>> r = analyze(path, window=6)
 >>> [(f.rule, f.line, f.detail.split(" (")[0]) for f in r.result.findings]
 [('PREDICT-REORDER', 3, 'predicted: REF-USE-AFTER-RELEASE')]
+>>> [(p.rule, p.line) for p in analyze(path, window=6, engine="explicit").predictions]
+[('REF-USE-AFTER-RELEASE', 3)]
 
 Thread 2's detach and put may run before thread 1's ``get_dma_buf`` (line 3):
 nothing recorded orders them, and then the put drops the last reference.
@@ -72,7 +93,7 @@ from spec.rules import PREDICT_REORDER
 
 WINDOW = 12
 ENGINES = ("explicit", "z3")
-ENGINE = "explicit"
+ENGINE = "z3"  # faster from window 8 on and the only one that scales (README: Predicting other schedules)
 TIMEOUT = 30.0  # z3: seconds per solver call; past it the window is inconclusive
 _RULES = {r.id: r for r in SPEC.rules}
 _GUARDS = frozenset(r.id for r in SPEC.rules if r.kind is Kind.GUARD)
