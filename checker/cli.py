@@ -122,7 +122,7 @@ def check_options(c: argparse.ArgumentParser) -> None:
                    "(V4L2 queues, binder, futexes) is not seen, so findings are warnings")
     c.add_argument("--predict", action="store_true",
                    help="also look for other orders of the same threads' events, which nothing recorded rules out, "
-                   "that break a rule (explored window by window; warnings, each with a witness trace)")
+                   "that break a rule (searched window by window; warnings, each with a witness trace)")
     c.add_argument("--predict-window", type=int, default=12, metavar="N",
                    help="--predict: events per window (half overlapping; default 12)")
     c.add_argument("--predict-engine", choices=("explicit", "z3"), default=None,

@@ -146,6 +146,11 @@ def test_search_on_a_recorded_window_honours_recorded_returns() -> None:
     recorded = bmc.search(cfg, rules, model=Model(cfg, recorded=True))
     assert recorded.verdict == "holds" and recorded.counterexamples == []
     assert recorded.counterexamples == explore(cfg, model=Model(cfg, recorded=True), obligations=False).counterexamples
+    # check(), depth by depth, encodes the same: shortest schedules, the recorded semantics, no end obligations
+    shortest = bmc.check(cfg, rules=rules, obligations=False)
+    assert [(c.rule, c.schedule) for c in shortest.counterexamples] == [
+        (c.rule, c.schedule) for c in explore(cfg, obligations=False).counterexamples]
+    assert bmc.check(cfg, model=Model(cfg, recorded=True), rules=rules, obligations=False).verdict == "holds"
 
 
 def test_search_starts_from_the_rows_given() -> None:

@@ -314,7 +314,7 @@ def test_cli_predict_engines(tmp_path, capsys) -> None:  # type: ignore[no-untyp
     capsys.readouterr()
     for name in os.listdir(tmp_path):
         with open(tmp_path / name, "rb") as f:
-            assert json.loads(f.readline())["source"]["engine"] == "bmc"
+            assert json.loads(f.readline())["source"]["engine"] == "z3"
     assert main(["check", "--predict", "--predict-timeout", "0", path]) == 2
     with pytest.raises(SystemExit) as usage:
         main(["check", "--predict", "--predict-engine", "spin", path])

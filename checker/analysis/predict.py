@@ -309,10 +309,10 @@ def analyze(path: str, *, window: int = WINDOW, fmt: str | None = None, out_dir:
             rule = _RULES[cx.rule]
             if rule.kind is not Kind.GUARD or cx.rule in recorded:
                 continue
-            witness = _witness({**witness_header, "source": {"tool": "dmaspec check --predict", "trace": path,
-                                                             "window": list(span), "engine": exploration.engine,
-                                                             "schedule": list(cx.schedule)}},
-                               raws[:start], cx)
+            source = {"tool": "dmaspec check --predict", "trace": path, "window": list(span),
+                      "engine": "z3" if exploration.engine == "bmc" else exploration.engine,
+                      "schedule": list(cx.schedule)}
+            witness = _witness({**witness_header, "source": source}, raws[:start], cx)
             check = check_stream(io.BytesIO(witness), "witness.jsonl", check_leaks=False)
             hit = [f for f in check.findings if f.rule == cx.rule and f.line > start + 1]
             if not hit:

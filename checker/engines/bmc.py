@@ -26,6 +26,20 @@ the solver's, so an encoding bug raises ``EncodingError`` instead of being
 reported) and made into a ``Counterexample`` by ``checker.counterexample``.
 When no path reaches some depth, the state space is exhausted: ``holds``.
 
+The same lowering serves a recorded trace's windows (``dmaspec check
+--predict``, ``checker.analysis.predict``), given a ``Model(recorded=True,
+initial_rows=...)``: the state starts from those rows (the universe is
+seeded with them); a recorded step whose ``outcomes`` give another return
+than the recorded one is not enabled; ``invokes`` adds nothing (the callbacks
+are recorded steps); and what an event breaks while an ``Adopt`` makes a row
+(an object from before the recording) is withheld, as the model withholds it.
+For those, ``search`` unrolls every depth at once instead, paths may stop
+after any move, and one query asks for any rule still to find; footprints
+(``universe.footprints``) split the actors into groups searched apart and
+rule out one order of adjacent commuting steps.  Enum variables carry the set
+of values the moves to their frame can leave, so a read from one resolves
+over those values rather than the field's whole domain.
+
 What it does not do: prove anything beyond ``depth`` (``bounded``), reduce by
 symmetry, or visit ``ForEach`` rows in insertion order (it visits them in the
 universe's key order, which is the order the model loads them in; rows made
@@ -152,6 +166,11 @@ def _const_bool(b: BoolT) -> bool | None:
 
 def _is_numeral(t: Z) -> bool:
     return bool(z3.Z3_get_ast_kind(t.ctx_ref(), t.as_ast()) == _NUMERAL)
+
+
+def _numeral(t: Z) -> int:
+    """The value of an integer numeral (whichever Python class wraps it)."""
+    return int(z3.Z3_get_numeral_string(t.ctx_ref(), t.as_ast()))
 
 
 def _ival(v: int) -> Z:
@@ -500,10 +519,10 @@ class _Layout:
         if kind == "bool":
             return _sv_bool(term)
         if kind == "num":
-            return _C(term.as_long()) if _is_numeral(term) else _N(term)
+            return _C(_numeral(term)) if _is_numeral(term) else _N(term)
         dom = self.dom[(t, f)]
         if _is_numeral(term):
-            return _C(dom[term.as_long()])
+            return _C(dom[_numeral(term)])
         codes = self.codes(term)
         if codes is None:
             return _Ch([(_eq(term, n), v) for n, v in enumerate(dom)])
@@ -1195,7 +1214,7 @@ def _at_term(pc: Z | int, value: int) -> BoolT:
 
 def _eq_int(term: Z, value: int) -> BoolT:
     if _is_numeral(term):
-        return bool(term.as_long() == value)
+        return _numeral(term) == value
     return _eq(term, value)
 
 
