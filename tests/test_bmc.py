@@ -166,3 +166,9 @@ def test_search_starts_from_the_rows_given() -> None:
     r = bmc.search(cfg, ["REF-USE-AFTER-RELEASE", "REF-PUT-UNOWNED"], model=m)
     assert [(c.rule, len(c.events)) for c in r.counterexamples] == [("REF-USE-AFTER-RELEASE", 2)]
     assert r.counterexamples[0].finding.objects[0].fields[1] == ("refs", 0)  # the row's one reference, dropped
+
+
+def test_a_search_the_solver_gives_up_on_is_unknown_never_a_pass() -> None:
+    r = bmc.search(config("small"), _AT_A_MOVE, depth=12, timeout=0.001)  # 1 ms: too little for the query
+    assert r.verdict == "unknown" and r.exit_status == 3 and r.counterexamples == []
+    assert "the solver gave up (timeout): nothing is proved" in r.notes

@@ -196,6 +196,14 @@ def test_a_fence_wait_runs_after_the_fence_is_initialised() -> None:
     # detach before the worker's signal), which dma_fence_init's argument, not its return, says
     r = analyze(os.path.join(OK, "detach-after-fence.jsonl"), engine="z3")
     assert r.predictions == [] and r.found == set()
+    from checker.analysis import predict
+    from checker.analysis.common import read_events
+    from checker.trace import Event
+
+    events = [e for e in read_events(os.path.join(OK, "detach-after-fence.jsonl"), None) if isinstance(e, Event)]
+    cfg, _ = predict._config("window", "latest", events)
+    teardown = next(a for a in cfg.actors if a.tid == 300)
+    assert cfg.name == "window" and teardown.program[0].after == (("t100", 2),)  # the wait, after the init
 
 
 class _GivesUp:

@@ -142,7 +142,7 @@ class PredictResult:
     engine: str = ENGINE
     windows: int = 0  # windows explored (two threads or more)
     states: int = 0  # explicit: distinct states explored
-    solver_calls: int = 0  # z3: depths unrolled (a query or two each)
+    solver_calls: int = 0  # z3: one per group of threads searched, plus one per schedule found
     predictions: list[Prediction] = field(default_factory=list)  # one per rule and line, in the first window
     found: set[tuple[str, tuple[int, int]]] = field(default_factory=set)  # (rule, window): every confirmed witness
     unconfirmed: int = 0  # schedules whose witness the executor did not replay to the rule (withheld objects)
@@ -190,9 +190,9 @@ def _config(name: str, profile: str, events: list[Event]) -> tuple[Config, list[
         lines[a].append(e.line)
         if isinstance(e.ret, str) and e.op in _HANDLE_RETURNS:
             made[e.ret] = (a, n)
-        for name in _ARG_MAKERS.get(e.op, ()):
-            if isinstance(e.args.get(name), str):
-                made[e.args[name]] = (a, n)
+        for arg in _ARG_MAKERS.get(e.op, ()):
+            if isinstance(e.args.get(arg), str):
+                made[e.args[arg]] = (a, n)
         if e.op in _FD_MAKERS and isinstance(e.ret, int) and e.ret >= 0:
             made[(e.pid, e.ret)] = (a, n)
         if e.op == "fd_received" and isinstance(e.args.get("fd"), int):
@@ -381,7 +381,8 @@ def _calls(found: Exploration) -> int:
 
 
 def notes(r: PredictResult) -> list[str]:
-    """What the report must say about how the windows were searched: windows z3 gave up on or could not encode.
+    """What the report must say about how the windows were searched: windows left inconclusive, windows z3
+    could not encode (searched by the explicit engine), windows not searched because of lost events.
 
     >>> r = PredictResult("t.jsonl", "latest", 12, "z3", inconclusive=[((3, 14), "the solver gave up (timeout)")],
     ...                   fallbacks=[((9, 20), "why")], gaps=[(30, 41)])
