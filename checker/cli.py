@@ -130,8 +130,9 @@ def check_options(c: argparse.ArgumentParser) -> None:
                    "threads that share no object searched apart; default) or explicit (every state, "
                    "breadth-first; fast on small windows, grows steeply with the window)")
     c.add_argument("--predict-timeout", type=float, default=None, metavar="SECONDS",
-                   help="--predict with z3: seconds per solver call (default 30); a window the solver gives up on "
-                   "is inconclusive (exit 3 when nothing else is found), never a pass")
+                   help="--predict with z3: seconds per solver call (default 5); a window the solver gives up on "
+                   "is searched by the explicit engine, up to 100,000 states, and past them is inconclusive (exit 3 "
+                   "when nothing else is found), never a pass")
     c.add_argument("--predict-out", metavar="DIR", help="--predict: write each witness trace to DIR")
     c.add_argument("--conformance", action="store_true",
                    help="the trace comes from an unmodified kernel: compare every return value the spec predicts "

@@ -227,16 +227,31 @@ class _GivesUp:
         return "timeout"
 
 
-def test_a_window_the_solver_gives_up_on_is_inconclusive_never_a_pass(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_window_the_solver_gives_up_on_is_searched_by_the_explicit_engine(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from checker.engines import bmc
 
     monkeypatch.setattr(bmc, "_SOLVER", _GivesUp)
+    r = analyze(os.path.join(BAD, "put-races-unmap.jsonl"), engine="z3")
+    assert {p.rule for p in r.predictions} == {"REF-RELEASE-WHILE-ATTACHED", "REF-USE-AFTER-RELEASE"}
+    assert r.rescued == [(2, 7)] and r.inconclusive == [] and r.states > 0
+    assert r.result is not None and not r.result.inconclusive
+    assert "--predict: 1 window(s) the solver gave up on, decided by the explicit engine (lines 2-7)" in \
+        r.result.conversion_notes
+
+
+def test_a_window_neither_engine_decides_is_inconclusive_never_a_pass(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from checker.analysis import predict
+    from checker.engines import bmc
+
+    monkeypatch.setattr(bmc, "_SOLVER", _GivesUp)
+    monkeypatch.setattr(predict, "RESCUE_STATES", 2)
     path = os.path.join(BAD, "put-races-unmap.jsonl")
     r = analyze(path, engine="z3")
-    assert r.predictions == [] and r.inconclusive == [((2, 7), "the solver gave up (timeout)")]
+    assert r.predictions == [] and r.rescued == []
+    assert r.inconclusive == [((2, 7), "the solver gave up (timeout), and the explicit engine stopped at 2 states")]
     assert r.result is not None and r.result.inconclusive and r.result.withheld["PREDICT-REORDER"] == 1
-    assert "--predict: 1 window(s) inconclusive (lines 2-7: the solver gave up (timeout)): an order there may break " \
-           "a rule" in r.result.conversion_notes
+    assert "--predict: 1 window(s) inconclusive (lines 2-7: the solver gave up (timeout), and the explicit engine " \
+           "stopped at 2 states): an order there may break a rule" in r.result.conversion_notes
     assert main(["check", "--predict", "--predict-engine", "z3", path]) == 3
     out = capsys.readouterr().out
     assert "inconclusive" in out and "the solver gave up" in out

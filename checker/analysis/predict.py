@@ -25,9 +25,11 @@ Two engines search a window (``engine``):
   call may touch, ``checker.engines.universe.footprints``) are searched apart
   and, within a group, of two adjacent calls that commute only one order is,
   so the cost grows with the window's size rather than with its
-  interleavings.  A solver that gives up (``timeout`` seconds a call) leaves
-  the window inconclusive (withheld, noted: never a pass); a window the
-  encoding cannot express is searched by the explicit engine (noted).
+  interleavings.  When the solver gives up (``timeout`` seconds a call), the
+  explicit engine searches the window, up to ``RESCUE_STATES`` states; a
+  window neither decides is inconclusive (withheld, noted: never a pass).  A
+  window the encoding cannot express is searched by the explicit engine
+  (noted).
 - ``explicit``: every state, breadth-first (``checker.engines.explorer``),
   each rule with its shortest schedule; fast on small windows, but the states
   grow with the interleavings (see ``bench/analysis.py``).
@@ -94,7 +96,8 @@ from spec.rules import PREDICT_REORDER
 WINDOW = 12
 ENGINES = ("explicit", "z3")
 ENGINE = "z3"  # faster from window 8 on and the only one that scales (README: Predicting other schedules)
-TIMEOUT = 30.0  # z3: seconds per solver call; past it the window is inconclusive
+TIMEOUT = 5.0  # z3: seconds per solver call; past it the explicit engine tries the window
+RESCUE_STATES = 100_000  # the explicit engine's states on a window z3 gave up on; past them, it is inconclusive
 _RULES = {r.id: r for r in SPEC.rules}
 _GUARDS = frozenset(r.id for r in SPEC.rules if r.kind is Kind.GUARD)
 _HANDLE_RETURNS = {a.op for a in SPEC.actions if a.returns is Returns.HANDLE}
@@ -149,6 +152,7 @@ class PredictResult:
     inconclusive: list[tuple[tuple[int, int], str]] = field(default_factory=list)  # windows left undecided, why
     gaps: list[tuple[int, int]] = field(default_factory=list)  # windows not searched: they hold a lost-events marker
     fallbacks: list[tuple[tuple[int, int], str]] = field(default_factory=list)  # z3: windows it cannot encode, why
+    rescued: list[tuple[int, int]] = field(default_factory=list)  # z3 gave up, the explicit engine decided them
     result: Result | None = None
 
 
@@ -364,9 +368,21 @@ def _search(out: PredictResult, config: Config, model: Model, targets: frozenset
             out.fallbacks.append((span, str(e)))
         else:
             out.solver_calls += _calls(found)
-            if found.verdict == "unknown":
-                out.inconclusive.append((span, next(n for n in found.notes if "gave up" in n).split(": ")[0]))
-            return found
+            if found.verdict != "unknown":
+                return found
+            # the solver gave up: the explicit engine may still decide the window (few threads sharing
+            # everything have few states however long the window), within a bound
+            why = next(n for n in found.notes if "gave up" in n).split(": ")[0]
+            exploration = explore(config, model=model, obligations=False, symmetry=False, max_states=RESCUE_STATES)
+            out.states += exploration.states
+            if exploration.verdict == "unknown":
+                out.inconclusive.append((span, f"{why}, and the explicit engine stopped at {exploration.states:,} "
+                                               "states"))
+                found.counterexamples += [c for c in exploration.counterexamples
+                                          if c.rule not in {x.rule for x in found.counterexamples}]
+                return found
+            out.rescued.append(span)
+            return exploration
     exploration = explore(config, model=model, obligations=False, symmetry=False)
     out.states += exploration.states
     return exploration
@@ -385,10 +401,11 @@ def notes(r: PredictResult) -> list[str]:
     could not encode (searched by the explicit engine), windows not searched because of lost events.
 
     >>> r = PredictResult("t.jsonl", "latest", 12, "z3", inconclusive=[((3, 14), "the solver gave up (timeout)")],
-    ...                   fallbacks=[((9, 20), "why")], gaps=[(30, 41)])
+    ...                   fallbacks=[((9, 20), "why")], gaps=[(30, 41)], rescued=[(15, 26)])
     >>> for n in notes(r):
     ...     print(n)
     --predict: 1 window(s) inconclusive (lines 3-14: the solver gave up (timeout)): an order there may break a rule
+    --predict: 1 window(s) the solver gave up on, decided by the explicit engine (lines 15-26)
     --predict: 1 window(s) searched by the explicit engine, z3 cannot encode them (lines 9-20: why)
     --predict: 1 window(s) not searched, they hold a lost-events marker (lines 30-41)
     """
@@ -398,6 +415,10 @@ def notes(r: PredictResult) -> list[str]:
             "; ..." if len(r.inconclusive) > 3 else "")
         out.append(f"--predict: {len(r.inconclusive)} window(s) inconclusive (lines {where}): an order there may "
                    "break a rule")
+    if r.rescued:
+        where = ", ".join(f"{a}-{b}" for a, b in r.rescued[:5]) + (", ..." if len(r.rescued) > 5 else "")
+        out.append(f"--predict: {len(r.rescued)} window(s) the solver gave up on, decided by the explicit engine "
+                   f"(lines {where})")
     if r.fallbacks:
         (a, b), why = r.fallbacks[0]
         out.append(f"--predict: {len(r.fallbacks)} window(s) searched by the explicit engine, z3 cannot encode them "
@@ -417,4 +438,5 @@ def _recorded(raws: list[dict[str, Any]], header: dict[str, Any]) -> list[tuple[
     return [(f.rule, f.line - 2) for f in check.findings]
 
 
-__all__ = ["ENGINE", "ENGINES", "TIMEOUT", "WINDOW", "PredictResult", "Prediction", "analyze", "notes"]
+__all__ = ["ENGINE", "ENGINES", "RESCUE_STATES", "TIMEOUT", "WINDOW", "PredictResult", "Prediction", "analyze",
+           "notes"]

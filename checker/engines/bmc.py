@@ -433,7 +433,9 @@ def _arith(op: ArithOp, a: SV, b: SV) -> SV:
         ArithOp.BITOR: lambda x, y: x | y, ArithOp.FLOORDIV: lambda x, y: x // y}
     if isinstance(a, _C) and isinstance(b, _C):
         return _C(py[op](a.v, b.v))
-    if not isinstance(a, _N) and not isinstance(b, _N) and op is not ArithOp.ADD and op is not ArithOp.SUB:
+    if not isinstance(a, _N) and not isinstance(b, _N) and (
+            (op is not ArithOp.ADD and op is not ArithOp.SUB) or len(_opts(a)) * len(_opts(b)) <= 64):
+        # finitely many values (a field of a bounded universe holds a counter as an enum): no arithmetic at all
         return _choice([(_and(ga, gb), py[op](va, vb)) for ga, va in _opts(a) for gb, vb in _opts(b)
                         if _is_int(va) and _is_int(vb)])
     x, y = _int(a), _int(b)
@@ -445,6 +447,15 @@ def _arith(op: ArithOp, a: SV, b: SV) -> SV:
         if isinstance(b, _C) and isinstance(b.v, int) and b.v > 0:
             return _N(x / y)  # SMT-LIB div floors for a positive divisor, as Python's // does
         raise EncodingError("floor division of a counter by a non-constant")
+    mask = b.v if isinstance(b, _C) else a.v if isinstance(a, _C) else None
+    if isinstance(mask, int) and not isinstance(mask, bool) and 0 <= mask < 1 << 62 and bin(mask).count("1") <= 8:
+        # a counter and a constant mask, bit by bit in linear integer arithmetic (z3's int2bv and bv2int are slow):
+        # bit k of v is (v div 2^k) mod 2, for negative v too, as for Python's infinite two's complement
+        v = y if isinstance(a, _C) else x
+        bits = [(1 << k, (v / (1 << k)) % 2) for k in range(mask.bit_length()) if mask >> k & 1]
+        if op is ArithOp.BITAND:
+            return _N(z3.Sum([bit * weight for weight, bit in bits]) if bits else _ival(0))
+        return _N(v + z3.Sum([(1 - bit) * weight for weight, bit in bits])) if bits else _N(v)
     bx, by = z3.Int2BV(x, 64), z3.Int2BV(y, 64)
     r = (bx & by) if op is ArithOp.BITAND else (bx | by)
     # two's complement back to an integer
@@ -1064,14 +1075,15 @@ class _Unrolling:
 
     def __init__(self, config: Config, profile: Profile | None, seed: int, timeout: float,
                  model: Model | None = None, partial: bool = False,
-                 commute: Callable[[int, int, int, int], bool] | None = None) -> None:
+                 commute: Callable[[int, int, int, int], bool] | None = None, depth: int | None = None) -> None:
         self.partial = partial
         self.commute = commute  # whether step (i, p) and step (j, q) commute
         self.guards: list[dict[tuple[int, int], BoolT]] = []
         self.active: list[BoolT] = []
         self.model = model or Model(config, profile)
         rows = self.model.initial().rows
-        self.lay = _Layout.of(universe(config, self.model.profile, rows))
+        # with the depth known, counters that take few values within it are enums (no arithmetic to solve)
+        self.lay = _Layout.of(universe(config, self.model.profile, rows, bits=True, depth=depth))
         self.sys = _System(self.model, self.lay)
         self.order = _Order.of(self.model)
         self.solver = _SOLVER()
@@ -1497,8 +1509,9 @@ def _one_order(model: Model, commute: Callable[[int, int, int, int], bool]) -> b
 
 def _search_group(config: Config, model: Model, rules: list[str], depth: int, secs: float, seed: int,
                   commute: Callable[[int, int, int, int], bool] | None = None) -> _Part:
-    u = _Unrolling(config, None, seed, secs, model, partial=True, commute=commute)
-    bound = depth if u.order is None else min(depth, u.order.total)
+    order = _Order.of(model)
+    bound = depth if order is None else min(depth, order.total)
+    u = _Unrolling(config, None, seed, secs, model, partial=True, commute=commute, depth=bound)
     for k in range(bound):
         u.add_transition(k)
     found: dict[str, Counterexample] = {}

@@ -45,6 +45,7 @@ from spec.lang import (
     And,
     Arg,
     Arith,
+    ArithOp,
     Bump,
     Call,
     Cmp,
@@ -123,11 +124,13 @@ class _Env:
 
 
 class _Abstract:
-    def __init__(self) -> None:
+    def __init__(self, bits: bool = False, counted: bool = False) -> None:
         self.keys: dict[str, set[Value]] = {t.name: set() for t in SPEC.tables}
         self.values: dict[tuple[str, str], set[object]] = {
             (t.name, f.name): {f.default} for t in SPEC.tables for f in t.fields}
         self.grew = False
+        self.bits = bits  # masks and divisions of finite sets are finite: compute them
+        self.counted = counted  # sums too: the run is bounded (``universe(depth=...)``), so they stay finite
 
     # -- expressions: the set of values each may take -------------------------------------------------------
 
@@ -158,8 +161,10 @@ class _Abstract:
                 return frozenset(k[index] for k in self.ev(key, env) if isinstance(k, tuple))
             case Get(table=table, name=name):
                 return frozenset(self.values[(table, name)])
-            case Arith():
-                return frozenset({TOP})
+            case Arith(op=op, left=left, right=right):
+                if not self.bits or (op in (ArithOp.ADD, ArithOp.SUB) and not self.counted):
+                    return frozenset({TOP})
+                return _bitwise(op, self.ev(left, env), self.ev(right, env))
             case Cond(then=then, orelse=orelse):
                 return self.ev(then, env) | self.ev(orelse, env)
             case Exists() | Not() | And() | Or() | Cmp() | IsErrno() | IsErrPtr() | In() | IsNone():
@@ -179,6 +184,8 @@ class _Abstract:
         target = self.values[(table, name)]
         if not vals <= target:
             target |= vals
+            if self.counted and len(target) > FINITE:
+                target.add(TOP)  # too many to list: a counter
             self.grew = True
 
     # -- statements -------------------------------------------------------------------------------------------
@@ -211,9 +218,37 @@ class _Abstract:
                     raise AssertionError(f"unknown statement {s!r}")
 
 
+_BITWISE = {ArithOp.BITAND: lambda x, y: x & y, ArithOp.BITOR: lambda x, y: x | y,
+            ArithOp.FLOORDIV: lambda x, y: x // y, ArithOp.ADD: lambda x, y: x + y, ArithOp.SUB: lambda x, y: x - y}
+FINITE = 64  # a field with more values than this is a counter: any integer
+
+
+def _bitwise(op: ArithOp, a: AnyValue, b: AnyValue) -> AnyValue:
+    """The values of an operation over two finite sets (any integer if either is a counter's)."""
+    if TOP in a or TOP in b or len(a) * len(b) > 256:
+        return frozenset({TOP})
+    out: set[object] = set()
+    for x in a:
+        for y in b:
+            if isinstance(x, int) and isinstance(y, int) and not isinstance(x, bool) and not isinstance(y, bool):
+                if op is ArithOp.FLOORDIV and y == 0:
+                    continue  # the interpreter would fail: no path goes on
+                out.add(_BITWISE[op](x, y))
+    return frozenset(out) if out else frozenset({TOP})
+
+
 def universe(config: Config, profile: Profile | None = None,
-             rows: Iterable[tuple[str, Value, tuple[Value, ...]]] = ()) -> Universe:
+             rows: Iterable[tuple[str, Value, tuple[Value, ...]]] = (), *, bits: bool = False,
+             depth: int | None = None) -> Universe:
     """The vocabulary of ``config``, starting from ``rows`` (table, key, field values): see the module docstring.
+
+    ``bits``: a mask or a division of values from finite sets is computed (``flags & SYNC_RW`` of recorded
+    flags is one of a few values, a field holding it an enum rather than a counter); sums and differences
+    always make counters, so the sets stay finite.  Without it, every arithmetic result is a counter (the
+    Promela export's reading).  ``depth`` (with ``bits``): only schedules of that many moves matter, so the
+    run stops after that many rounds of every step, which reach every value such a schedule can, and sums are
+    computed too: a reference count that starts at 1 takes a few values within a window, not any integer (a
+    field with more than ``FINITE`` values is still a counter).
 
     >>> from spec.lang import Actor, Config, step
     >>> cfg = Config("put", "latest", (Actor("t", 1, 1, (step("dma_buf_put", dmabuf="b0"),)),), "")
@@ -225,7 +260,7 @@ def universe(config: Config, profile: Profile | None = None,
     """
     model = Model(config, profile)
     prof = model.profile
-    a = _Abstract()
+    a = _Abstract(bits, counted=bits and depth is not None)
     for table, key, row in rows:
         a.keys[table].add(key)
         for f, v in zip(_FIELDS[table], row, strict=True):
@@ -237,8 +272,10 @@ def universe(config: Config, profile: Profile | None = None,
         action, _ = select(event, prof)
         calls.append((i, pc, st, event, action))
     a.grew = True
-    while a.grew:
+    rounds = 0
+    while a.grew and (depth is None or rounds < depth):
         a.grew = False
+        rounds += 1
         for _i, _pc, st, event, action in calls:
             if action is None:
                 continue
@@ -279,7 +316,7 @@ class _Footprint(_Abstract):
     no step ever points at B."""
 
     def __init__(self, u: Universe, rows: Iterable[tuple[str, Value, tuple[Value, ...]]]) -> None:
-        super().__init__()
+        super().__init__(bits=True)
         for t, ks in u.keys.items():
             self.keys[t] = set(ks)
         self.at: dict[tuple[str, Value, str], set[object]] = {}
@@ -320,10 +357,10 @@ class _Footprint(_Abstract):
             # the parent's cases that do not look inside: every row an operand reads counts
             case Not() | And() | Or() | Cmp() | In() | IsNone() | IsErrno() | IsErrPtr():
                 return self.truths(e, env)
-            case Arith(left=left, right=right):
-                self.ev(left, env)
-                self.ev(right, env)
-                return frozenset({TOP})
+            case Arith(op=op, left=left, right=right):
+                a, b = self.ev(left, env), self.ev(right, env)  # every row an operand reads counts
+                return frozenset({TOP}) if op in (ArithOp.ADD, ArithOp.SUB) and not self.counted else _bitwise(
+                    op, a, b)
             case Cond(test=test, then=then, orelse=orelse):
                 t = self.truths(test, env)
                 return (self.ev(then, env) if True in t else frozenset()) | (
@@ -501,7 +538,7 @@ def footprints(config: Config, profile: Profile | None = None,
     Thread 3's export commutes with the other two; the put and the first export do not.
     """
     rows = list(rows)
-    u = universe(config, profile, rows)
+    u = universe(config, profile, rows, bits=True)
     model = Model(config, profile)
     prof = model.profile
     a = _Footprint(u, rows)
