@@ -136,9 +136,17 @@ def check_options(c: argparse.ArgumentParser) -> None:
                    "(V4L2 queues, binder, futexes) is not seen, so findings are warnings")
     c.add_argument("--predict", action="store_true",
                    help="also look for other orders of the same threads' events, which nothing recorded rules out, "
-                   "that break a rule (explored window by window; warnings, each with a witness trace)")
+                   "that break a rule (searched window by window; warnings, each with a witness trace)")
     c.add_argument("--predict-window", type=int, default=12, metavar="N",
                    help="--predict: events per window (half overlapping; default 12)")
+    c.add_argument("--predict-engine", choices=("explicit", "z3"), default=None,
+                   help="--predict: how each window is searched: z3 (the bounded model checker's encoding, with "
+                   "threads that share no object searched apart; default) or explicit (every state, "
+                   "breadth-first; fast on small windows, grows steeply with the window)")
+    c.add_argument("--predict-timeout", type=float, default=None, metavar="SECONDS",
+                   help="--predict with z3: seconds per solver call (default 5); a window the solver gives up on "
+                   "is searched by the explicit engine, up to 100,000 states, and past them is inconclusive (exit 3 "
+                   "when nothing else is found), never a pass")
     c.add_argument("--predict-out", metavar="DIR", help="--predict: write each witness trace to DIR")
     c.add_argument("--conformance", action="store_true",
                    help="the trace comes from an unmodified kernel: compare every return value the spec predicts "
@@ -215,8 +223,10 @@ def _analyses(args: argparse.Namespace, path: str, result: Result, unobserved: f
         from checker.analysis import predict
 
         found = predict.analyze(path, window=args.predict_window, fmt=args.fmt, out_dir=args.predict_out,
-                                unobserved=unobserved)
+                                unobserved=unobserved, engine=args.predict_engine or predict.ENGINE,
+                                timeout=predict.TIMEOUT if args.predict_timeout is None else args.predict_timeout)
         assert found.result is not None
+        result.conversion_notes += found.result.conversion_notes  # windows z3 gave up on or could not encode
         extras.append(("predict", found.result))
     if args.conformance:
         from checker.analysis import conformance
@@ -254,6 +264,9 @@ def _check(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     if args.predict_window < 2:
         print("dmaspec: error: --predict-window must be 2 or more", file=sys.stderr)
+        return EXIT_INPUT
+    if args.predict_timeout is not None and args.predict_timeout <= 0:
+        print("dmaspec: error: --predict-timeout must be more than 0", file=sys.stderr)
         return EXIT_INPUT
     if getattr(args, "join", False):  # (dmaspec lab run hands its trace here without --join)
         return _check_join(args, unobserved, outputs)

@@ -9,9 +9,10 @@ from checker.core import Exploration
 from checker.counterexample import confirm
 from checker.engines import bmc
 from checker.engines.explorer import explore
+from spec import SPEC
 from spec.configs import SCENARIOS, config, scenario
-from spec.lang import Actor, Config, step
-from spec.rules import LOCK_DEADLOCK
+from spec.lang import Actor, Config, EventKind, Kind, Step, step
+from spec.rules import LOCK_DEADLOCK, PROFILE_OP
 
 DEPTH = 10  # modest: every scenario's expected counterexample is shorter; the whole module stays fast
 NAMES = ["tiny", "small", *(s.name for s in SCENARIOS)]
@@ -107,3 +108,67 @@ def test_cli_bmc_scenario(capsys) -> None:  # type: ignore[no-untyped-def]
     out = capsys.readouterr().out
     assert "LOCK-DEADLOCK" in out and "found by the bmc engine" in out and "as expected" in out
     assert "reproduce: dmaspec explore --engine bmc --scenario resv-order-no-ctx" in out
+
+
+# -- search: every depth at once, for the rules broken at a move (dmaspec check --predict's engine) ----------------
+
+_AT_A_MOVE = sorted({r.id for r in SPEC.rules if r.kind is not Kind.OBLIGATION} - {LOCK_DEADLOCK} | {PROFILE_OP})
+
+
+@pytest.mark.parametrize("independent", [True, False], ids=["groups", "whole"])
+@pytest.mark.parametrize("name", NAMES)
+def test_search_finds_what_the_explorer_finds_at_a_move(name: str, independent: bool) -> None:
+    cfg = config(name)
+    s = bmc.search(cfg, _AT_A_MOVE, depth=DEPTH, independent=independent)
+    e = explore(cfg, depth=DEPTH, obligations=False)
+    wanted = {c.rule for c in e.counterexamples} - {LOCK_DEADLOCK}
+    assert {c.rule for c in s.counterexamples} == wanted, name
+    assert s.verdict in (("violated",) if wanted else ("holds", "bounded"))
+    for cx in s.counterexamples:
+        assert cx.engine == "bmc" and confirm(cx), cx.rule
+
+
+def test_search_on_a_recorded_window_honours_recorded_returns() -> None:
+    # dma_buf_get(fd 5) returned the buffer: a schedule with the close of fd 5 first would have it return -EBADF
+    from checker.engines.model import Model
+
+    exporter = (step("dma_buf_export", "b1", size=4096), step("dma_buf_fd", 5, dmabuf="b1"),
+                Step("close", (("fd", 5),), 0, EventKind.SYSCALL))
+    importer = (Step("dma_buf_get", (("fd", 5),), "b1", after=(("exporter", 1),)), step("dma_buf_put", dmabuf="b1"))
+    cfg = Config("window", "latest", (Actor("exporter", 1, 1, exporter), Actor("importer", 2, 1, importer)), "",
+                 depth=5)
+    rules = ["REF-USE-AFTER-RELEASE", "REF-PUT-UNOWNED"]
+    # not a recording: the kernel's outcome decides (-EBADF), and the importer's put drops the last reference
+    free = bmc.search(cfg, rules)
+    assert [c.rule for c in free.counterexamples] == ["REF-USE-AFTER-RELEASE"]
+    assert free.counterexamples[0].schedule == ("exporter", "exporter", "exporter", "importer", "importer")
+    assert [c.rule for c in explore(cfg, obligations=False).counterexamples] == ["REF-USE-AFTER-RELEASE"]
+    recorded = bmc.search(cfg, rules, model=Model(cfg, recorded=True))
+    assert recorded.verdict == "holds" and recorded.counterexamples == []
+    assert recorded.counterexamples == explore(cfg, model=Model(cfg, recorded=True), obligations=False).counterexamples
+    # check(), depth by depth, encodes the same: shortest schedules, the recorded semantics, no end obligations
+    shortest = bmc.check(cfg, rules=rules, obligations=False)
+    assert [(c.rule, c.schedule) for c in shortest.counterexamples] == [
+        (c.rule, c.schedule) for c in explore(cfg, obligations=False).counterexamples]
+    assert bmc.check(cfg, model=Model(cfg, recorded=True), rules=rules, obligations=False).verdict == "holds"
+
+
+def test_search_starts_from_the_rows_given() -> None:
+    from checker.engines.model import Model
+    from spec.lang import Step as S
+
+    # buffer b0 exists before the window, with one reference; two threads each drop one
+    buffer = next(t for t in SPEC.tables if t.name == "buffer")
+    fields = tuple(True if f.name == "live" else 1 if f.name == "refs" else f.default for f in buffer.fields)
+    cfg = Config("rows", "latest", (Actor("a", 1, 1, (S("dma_buf_put", (("dmabuf", "b0"),)),)),
+                                    Actor("b", 2, 1, (S("dma_buf_put", (("dmabuf", "b0"),)),))), "", depth=2)
+    m = Model(cfg, recorded=True, initial_rows=(("buffer", "b0", fields),))
+    r = bmc.search(cfg, ["REF-USE-AFTER-RELEASE", "REF-PUT-UNOWNED"], model=m)
+    assert [(c.rule, len(c.events)) for c in r.counterexamples] == [("REF-USE-AFTER-RELEASE", 2)]
+    assert r.counterexamples[0].finding.objects[0].fields[1] == ("refs", 0)  # the row's one reference, dropped
+
+
+def test_a_search_the_solver_gives_up_on_is_unknown_never_a_pass() -> None:
+    r = bmc.search(config("small"), _AT_A_MOVE, depth=12, timeout=0.001)  # 1 ms: too little for the query
+    assert r.verdict == "unknown" and r.exit_status == 3 and r.counterexamples == []
+    assert "the solver gave up (timeout): nothing is proved" in r.notes

@@ -3,18 +3,39 @@
 A trace in which nothing went wrong this time may still hold a race: thread A
 unmaps while thread B drops the last reference, and on another day B goes
 first.  This analysis slides a window over the trace (``window`` events,
-half overlapping) and, for each window with two or more threads, explores
-every order of the window's events that nothing recorded rules out, with the
-explicit-state explorer (``checker.engines.explorer``) over a model of the
-window (``checker.engines.model``, ``recorded=True``):
+half overlapping) and, for each window with two or more threads, searches
+every order of the window's events that nothing recorded rules out, over a
+model of the window (``checker.engines.model``, ``recorded=True``):
 
 - each thread keeps its own order;
 - a call that uses a handle (or an fd of its process) another thread's call
-  made runs after that call; a process's calls run after the fork that made it;
+  made (returned, or initialised as ``dma_fence_init`` does its fence) runs
+  after that call; a process's calls run after the fork that made it;
 - a lock is taken only when free, a fence wait returns only after the signal
   (the spec's ``waits``), and every call must return what it returned in the
   recording (an ``outcome`` that says otherwise rules the order out);
 - the state at the window's start is the one the earlier events left.
+
+Two engines search a window (``engine``):
+
+- ``z3`` (the default): the bounded model checker's encoding of the same
+  model (``checker.engines.bmc.search``: the spec's statements lowered to z3,
+  every depth unrolled at once, one query for every guard rule the recording
+  does not break there).  Threads whose calls share no object (the rows each
+  call may touch, ``checker.engines.universe.footprints``) are searched apart
+  and, within a group, of two adjacent calls that commute only one order is,
+  so the cost grows with the window's size rather than with its
+  interleavings.  When the solver gives up (``timeout`` seconds a call), the
+  explicit engine searches the window, up to ``RESCUE_STATES`` states; a
+  window neither decides is inconclusive (withheld, noted: never a pass).  A
+  window the encoding cannot express is searched by the explicit engine
+  (noted).
+- ``explicit``: every state, breadth-first (``checker.engines.explorer``),
+  each rule with its shortest schedule; fast on small windows, but the states
+  grow with the interleavings (see ``bench/analysis.py``).
+
+Both give the same rules in the same windows (``tests/test_predict.py`` holds
+them to it), not always the same schedule.
 
 A schedule that breaks a rule the recording does not break in that window is
 written as a *witness*: the trace's earlier events, then the window in the
@@ -25,7 +46,8 @@ before the trace (whose state is a guess) never makes a prediction.
 
 What it does not see: synchronisation the trace does not record (futexes,
 pipes, V4L2 queues), so a prediction may be a schedule the program never
-allows; and races wider than a window.  It holds the trace in memory.
+allows; races wider than a window; orders across a lost-events marker (such
+a window is not searched, and noted).  It holds the trace in memory.
 
 Example
 -------
@@ -43,6 +65,8 @@ Example
 >>> r = analyze(path, window=6)
 >>> [(f.rule, f.line, f.detail.split(" (")[0]) for f in r.result.findings]
 [('PREDICT-REORDER', 3, 'predicted: REF-USE-AFTER-RELEASE')]
+>>> [(p.rule, p.line) for p in analyze(path, window=6, engine="explicit").predictions]
+[('REF-USE-AFTER-RELEASE', 3)]
 
 Thread 2's detach and put may run before thread 1's ``get_dma_buf`` (line 3):
 nothing recorded orders them, and then the put drops the last reference.
@@ -58,19 +82,24 @@ from typing import Any
 
 import orjson
 
-from checker.core import Counterexample, Result, new_result
+from checker.core import Counterexample, Exploration, Result, new_result
 from checker.engines.explorer import explore
 from checker.engines.model import Model, Rows, sorted_rows
 from checker.engines.runtime import CompiledExecutor
 from checker.trace import FORMAT, FORMAT_VERSION, Event, Header
 from spec import SPEC
-from spec.lang import Actor, Call, Config, EventKind, Kind, Returns, Step, Stmt, Value
+from spec.lang import Actor, Arg, Bump, Call, Config, Create, EventKind, Kind, Returns, Step, Stmt, Value
 from spec.lint import walk_stmts
 from spec.profiles import profile as find_profile
 from spec.rules import PREDICT_REORDER
 
 WINDOW = 12
+ENGINES = ("explicit", "z3")
+ENGINE = "z3"  # faster from window 8 on and the only one that scales (README: Predicting other schedules)
+TIMEOUT = 5.0  # z3: seconds per solver call; past it the explicit engine tries the window
+RESCUE_STATES = 100_000  # the explicit engine's states on a window z3 gave up on; past them, it is inconclusive
 _RULES = {r.id: r for r in SPEC.rules}
+_GUARDS = frozenset(r.id for r in SPEC.rules if r.kind is Kind.GUARD)
 _HANDLE_RETURNS = {a.op for a in SPEC.actions if a.returns is Returns.HANDLE}
 _FORKS = {"fork", "vfork", "clone"}  # their return is the new process
 
@@ -81,6 +110,21 @@ def _installs_fd(stmts: tuple[Stmt, ...]) -> bool:
 
 # the ops that make an fd of the calling process (the spec's install_fd): its number is their return
 _FD_MAKERS = {a.op for a in SPEC.actions if _installs_fd(a.body)} - _FORKS
+
+
+def _arg_makers() -> dict[str, set[str]]:
+    """The ops that make an object an argument names (dma_fence_init's fence, ww_acquire_init's context)."""
+    out: dict[str, set[str]] = {}
+    for a in SPEC.actions:
+        for s in walk_stmts(a.body):
+            if isinstance(s, Create) and isinstance(s.key, Arg):
+                out.setdefault(a.op, set()).add(s.key.name)
+    return out
+
+
+_ARG_MAKERS = _arg_makers()
+# lost-events markers: what happened in the gap is unknown, so no order of a window across one is predicted
+_GAPS = {a.op for a in SPEC.actions if any(isinstance(s, Bump) for s in walk_stmts(a.body))}
 
 
 @dataclass
@@ -98,10 +142,17 @@ class PredictResult:
     file: str
     profile: str
     window: int
+    engine: str = ENGINE
     windows: int = 0  # windows explored (two threads or more)
-    states: int = 0
-    predictions: list[Prediction] = field(default_factory=list)
+    states: int = 0  # explicit: distinct states explored
+    solver_calls: int = 0  # z3: one per group of threads searched, plus one per schedule found
+    predictions: list[Prediction] = field(default_factory=list)  # one per rule and line, in the first window
+    found: set[tuple[str, tuple[int, int]]] = field(default_factory=set)  # (rule, window): every confirmed witness
     unconfirmed: int = 0  # schedules whose witness the executor did not replay to the rule (withheld objects)
+    inconclusive: list[tuple[tuple[int, int], str]] = field(default_factory=list)  # windows left undecided, why
+    gaps: list[tuple[int, int]] = field(default_factory=list)  # windows not searched: they hold a lost-events marker
+    fallbacks: list[tuple[tuple[int, int], str]] = field(default_factory=list)  # z3: windows it cannot encode, why
+    rescued: list[tuple[int, int]] = field(default_factory=list)  # z3 gave up, the explicit engine decided them
     result: Result | None = None
 
 
@@ -143,6 +194,9 @@ def _config(name: str, profile: str, events: list[Event]) -> tuple[Config, list[
         lines[a].append(e.line)
         if isinstance(e.ret, str) and e.op in _HANDLE_RETURNS:
             made[e.ret] = (a, n)
+        for arg in _ARG_MAKERS.get(e.op, ()):
+            if isinstance(e.args.get(arg), str):
+                made[e.args[arg]] = (a, n)
         if e.op in _FD_MAKERS and isinstance(e.ret, int) and e.ret >= 0:
             made[(e.pid, e.ret)] = (a, n)
         if e.op == "fd_received" and isinstance(e.args.get("fd"), int):
@@ -198,13 +252,19 @@ def _witness(header: dict[str, Any], prefix: list[dict[str, Any]], cx: Counterex
 
 
 def analyze(path: str, *, window: int = WINDOW, fmt: str | None = None, out_dir: str | None = None,
-            unobserved: Iterable[str] = ()) -> PredictResult:
-    """Predict rule-breaking schedules of the trace at ``path``; see the module docstring."""
+            unobserved: Iterable[str] = (), engine: str = ENGINE, timeout: float = TIMEOUT) -> PredictResult:
+    """Predict rule-breaking schedules of the trace at ``path``; see the module docstring.
+
+    ``engine`` searches each window: ``explicit`` (every state, breadth-first) or ``z3`` (the bounded model
+    checker's unrolling, ``timeout`` seconds per solver call).
+    """
     from checker.analysis.common import read_events
     from checker.api import check_stream
 
     if window < 2:
         raise ValueError("--predict-window must be 2 or more")
+    if engine not in ENGINES:
+        raise ValueError(f"--predict-engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     header = Header()
     events: list[Event] = []
     for item in read_events(path, fmt):
@@ -214,7 +274,7 @@ def analyze(path: str, *, window: int = WINDOW, fmt: str | None = None, out_dir:
             events.append(item)
     profile = header.profile or "latest"
     hidden = frozenset(unobserved) | header.unobserved
-    out = PredictResult(path, profile, window)
+    out = PredictResult(path, profile, window, engine)
     result = new_result(path, find_profile(profile), hidden, False)
     raws = [_raw(e) for e in events]
     prefix = _Prefix(profile, path)
@@ -231,25 +291,38 @@ def analyze(path: str, *, window: int = WINDOW, fmt: str | None = None, out_dir:
             fed += 1
         if len({e.tid for e in chunk}) < 2:
             continue
+        span = (chunk[0].line, chunk[-1].line)
+        if any(e.op in _GAPS for e in chunk):
+            out.gaps.append(span)
+            continue
         config, lines = _config(f"{os.path.basename(path)}:{chunk[0].line}", profile, chunk)
         model = Model(config, recorded=True, initial_rows=prefix.rows(chunk))
-        exploration = explore(config, model=model, obligations=False, symmetry=False)
-        out.windows += 1
-        out.states += exploration.states
         recorded = {rule for rule, n in already if start <= n < start + len(chunk)}
+        out.windows += 1
+        try:
+            exploration = _search(out, config, model, _GUARDS - recorded, span, timeout)
+        except AssertionError as e:  # checker.counterexample.build: the model and the interpreter disagree on a path
+            if not str(e).startswith("path does not break"):
+                raise
+            # so far, only with an object from before the trace two of the window's threads use: the model, which
+            # keeps no uncertainty from one move to the next, takes it as known after the first
+            out.inconclusive.append((span, "the model and the checker disagree on an order there (an object from "
+                                           "before the trace?)"))
+            continue
         for cx in exploration.counterexamples:
             rule = _RULES[cx.rule]
             if rule.kind is not Kind.GUARD or cx.rule in recorded:
                 continue
-            witness = _witness({**witness_header, "source": {"tool": "dmaspec check --predict", "trace": path,
-                                                             "window": [chunk[0].line, chunk[-1].line],
-                                                             "schedule": list(cx.schedule)}},
-                               raws[:start], cx)
+            source = {"tool": "dmaspec check --predict", "trace": path, "window": list(span),
+                      "engine": "z3" if exploration.engine == "bmc" else exploration.engine,
+                      "schedule": list(cx.schedule)}
+            witness = _witness({**witness_header, "source": source}, raws[:start], cx)
             check = check_stream(io.BytesIO(witness), "witness.jsonl", check_leaks=False)
             hit = [f for f in check.findings if f.rule == cx.rule and f.line > start + 1]
             if not hit:
                 out.unconfirmed += 1
                 continue
+            out.found.add((cx.rule, span))
             # the recorded line of the event that breaks the rule in the witness
             k = hit[0].line - 2 - start  # index into the reordered window
             who = cx.schedule[k]
@@ -259,7 +332,7 @@ def analyze(path: str, *, window: int = WINDOW, fmt: str | None = None, out_dir:
             if key in seen:
                 continue
             seen.add(key)
-            pred = Prediction(cx.rule, line, (chunk[0].line, chunk[-1].line), cx, witness)
+            pred = Prediction(cx.rule, line, span, cx, witness)
             if out_dir is not None:
                 os.makedirs(out_dir, exist_ok=True)
                 pred.path = os.path.join(out_dir, f"{os.path.basename(path)}.predict.{line}.{cx.rule}.jsonl")
@@ -269,12 +342,90 @@ def analyze(path: str, *, window: int = WINDOW, fmt: str | None = None, out_dir:
             order = ", ".join(str(lines[[a.name for a in config.actors].index(w)][
                 sum(1 for x in cx.schedule[:n] if x == w)]) for n, w in enumerate(cx.schedule))
             detail = (f"predicted: {cx.rule} ({_RULES[cx.rule].message}) if the events of lines "
-                      f"{chunk[0].line}-{chunk[-1].line} run in the order {order}\n"
+                      f"{span[0]}-{span[1]} run in the order {order}\n"
                       + (f"witness: {pred.path} (dmaspec check replays it to {cx.rule})" if pred.path else
                          "witness: write it with --predict-out DIR"))
             result.judge(PREDICT_REORDER, line, hit[0].op, hit[0].tid, hit[0].objects, detail)
     result.findings.sort(key=lambda f: f.line)
+    result.conversion_notes += notes(out)
+    if out.inconclusive:
+        result.withheld[PREDICT_REORDER] += len(out.inconclusive)  # not a pass: the run is inconclusive
     out.result = result
+    return out
+
+
+def _search(out: PredictResult, config: Config, model: Model, targets: frozenset[str], span: tuple[int, int],
+            timeout: float) -> Exploration:
+    """Every rule of the window's schedules: with the explorer, or with z3 for the ``targets`` (the guards the
+    recording does not break there), falling back to the explorer for a window the encoding cannot express."""
+    if out.engine == "z3":
+        from checker.engines import bmc
+        from checker.engines.universe import Unbounded
+
+        try:
+            found = bmc.search(config, targets, model=model, timeout=timeout, seed=0, reorder_only=True)
+        except (bmc.EncodingError, Unbounded) as e:
+            out.fallbacks.append((span, str(e)))
+        else:
+            out.solver_calls += _calls(found)
+            if found.verdict != "unknown":
+                return found
+            # the solver gave up: the explicit engine may still decide the window (few threads sharing
+            # everything have few states however long the window), within a bound
+            why = next(n for n in found.notes if "gave up" in n).split(": ")[0]
+            exploration = explore(config, model=model, obligations=False, symmetry=False, max_states=RESCUE_STATES)
+            out.states += exploration.states
+            if exploration.verdict == "unknown":
+                out.inconclusive.append((span, f"{why}, and the explicit engine stopped at {exploration.states:,} "
+                                               "states"))
+                found.counterexamples += [c for c in exploration.counterexamples
+                                          if c.rule not in {x.rule for x in found.counterexamples}]
+                return found
+            out.rescued.append(span)
+            return exploration
+    exploration = explore(config, model=model, obligations=False, symmetry=False)
+    out.states += exploration.states
+    return exploration
+
+
+def _calls(found: Exploration) -> int:
+    """The solver calls ``bmc.search`` noted."""
+    for note in found.notes:
+        if note.startswith("solver calls: "):
+            return int(note.removeprefix("solver calls: "))
+    return 0
+
+
+def notes(r: PredictResult) -> list[str]:
+    """What the report must say about how the windows were searched: windows left inconclusive, windows z3
+    could not encode (searched by the explicit engine), windows not searched because of lost events.
+
+    >>> r = PredictResult("t.jsonl", "latest", 12, "z3", inconclusive=[((3, 14), "the solver gave up (timeout)")],
+    ...                   fallbacks=[((9, 20), "why")], gaps=[(30, 41)], rescued=[(15, 26)])
+    >>> for n in notes(r):
+    ...     print(n)
+    --predict: 1 window(s) inconclusive (lines 3-14: the solver gave up (timeout)): an order there may break a rule
+    --predict: 1 window(s) the solver gave up on, decided by the explicit engine (lines 15-26)
+    --predict: 1 window(s) searched by the explicit engine, z3 cannot encode them (lines 9-20: why)
+    --predict: 1 window(s) not searched, they hold a lost-events marker (lines 30-41)
+    """
+    out = []
+    if r.inconclusive:
+        where = "; ".join(f"{a}-{b}: {why}" for (a, b), why in r.inconclusive[:3]) + (
+            "; ..." if len(r.inconclusive) > 3 else "")
+        out.append(f"--predict: {len(r.inconclusive)} window(s) inconclusive (lines {where}): an order there may "
+                   "break a rule")
+    if r.rescued:
+        where = ", ".join(f"{a}-{b}" for a, b in r.rescued[:5]) + (", ..." if len(r.rescued) > 5 else "")
+        out.append(f"--predict: {len(r.rescued)} window(s) the solver gave up on, decided by the explicit engine "
+                   f"(lines {where})")
+    if r.fallbacks:
+        (a, b), why = r.fallbacks[0]
+        out.append(f"--predict: {len(r.fallbacks)} window(s) searched by the explicit engine, z3 cannot encode them "
+                   f"(lines {a}-{b}: {why}" + (", ..." if len(r.fallbacks) > 1 else "") + ")")
+    if r.gaps:
+        where = ", ".join(f"{a}-{b}" for a, b in r.gaps[:5]) + (", ..." if len(r.gaps) > 5 else "")
+        out.append(f"--predict: {len(r.gaps)} window(s) not searched, they hold a lost-events marker (lines {where})")
     return out
 
 
@@ -287,4 +438,5 @@ def _recorded(raws: list[dict[str, Any]], header: dict[str, Any]) -> list[tuple[
     return [(f.rule, f.line - 2) for f in check.findings]
 
 
-__all__ = ["WINDOW", "PredictResult", "Prediction", "analyze"]
+__all__ = ["ENGINE", "ENGINES", "RESCUE_STATES", "TIMEOUT", "WINDOW", "PredictResult", "Prediction", "analyze",
+           "notes"]

@@ -26,6 +26,20 @@ the solver's, so an encoding bug raises ``EncodingError`` instead of being
 reported) and made into a ``Counterexample`` by ``checker.counterexample``.
 When no path reaches some depth, the state space is exhausted: ``holds``.
 
+The same lowering serves a recorded trace's windows (``dmaspec check
+--predict``, ``checker.analysis.predict``), given a ``Model(recorded=True,
+initial_rows=...)``: the state starts from those rows (the universe is
+seeded with them); a recorded step whose ``outcomes`` give another return
+than the recorded one is not enabled; ``invokes`` adds nothing (the callbacks
+are recorded steps); and what an event breaks while an ``Adopt`` makes a row
+(an object from before the recording) is withheld, as the model withholds it.
+For those, ``search`` unrolls every depth at once instead, paths may stop
+after any move, and one query asks for any rule still to find; footprints
+(``universe.footprints``) split the actors into groups searched apart and
+rule out one order of adjacent commuting steps.  Enum variables carry the set
+of values the moves to their frame can leave, so a read from one resolves
+over those values rather than the field's whole domain.
+
 What it does not do: prove anything beyond ``depth`` (``bounded``), reduce by
 symmetry, or visit ``ForEach`` rows in insertion order (it visits them in the
 universe's key order, which is the order the model loads them in; rows made
@@ -47,16 +61,17 @@ Example
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
 import z3  # type: ignore[import-untyped]
+from z3.z3types import Ast as _Ast  # type: ignore[import-untyped]
 
 from checker.core import Counterexample, Exploration
 from checker.counterexample import build
-from checker.engines.model import NOT_STARTED, Model, State, Transition
-from checker.engines.universe import Universe, universe
+from checker.engines.model import NOT_STARTED, Model, Rows, State, Transition
+from checker.engines.universe import Footprints, Universe, footprints, universe
 from checker.trace import Event, select, validate
 from spec import SPEC
 from spec.kernel import is_err_ptr
@@ -133,14 +148,67 @@ class EncodingError(Exception):
 # -- booleans, folded where they are constants ---------------------------------------------------------
 
 
+# The encoding makes terms by the million on long unrollings; z3's Python operators coerce and check every
+# argument (``z3.If`` costs about 30 us), so the few constructors it uses call the C API directly: every
+# term here is of the main context, and both branches of an ite have the same sort.
+
+_TRUE, _FALSE = z3.Z3_L_TRUE, z3.Z3_L_FALSE
+_NUMERAL = z3.Z3_NUMERAL_AST
+_INTS: dict[int, Z] = {}
+
+
 def _const_bool(b: BoolT) -> bool | None:
     if isinstance(b, bool):
         return b
-    if z3.is_true(b):
-        return True
-    if z3.is_false(b):
-        return False
-    return None
+    v = z3.Z3_get_bool_value(b.ctx_ref(), b.as_ast())
+    return True if v == _TRUE else False if v == _FALSE else None
+
+
+def _is_numeral(t: Z) -> bool:
+    return bool(z3.Z3_get_ast_kind(t.ctx_ref(), t.as_ast()) == _NUMERAL)
+
+
+def _numeral(t: Z) -> int:
+    """The value of an integer numeral (whichever Python class wraps it)."""
+    return int(z3.Z3_get_numeral_string(t.ctx_ref(), t.as_ast()))
+
+
+def _ival(v: int) -> Z:
+    """The z3 integer ``v`` (cached: making one takes several calls into z3)."""
+    t = _INTS.get(v)
+    if t is None:
+        t = _INTS[v] = z3.IntVal(v)
+    return t
+
+
+def _ast_array(xs: list[Z]) -> tuple[Any, int]:
+    return (_Ast * len(xs))(*[x.as_ast() for x in xs]), len(xs)
+
+
+def _mk_and(xs: list[Z]) -> Z:
+    ctx = xs[0].ctx
+    arr, n = _ast_array(xs)
+    return z3.BoolRef(z3.Z3_mk_and(ctx.ref(), n, arr), ctx)
+
+
+def _mk_or(xs: list[Z]) -> Z:
+    ctx = xs[0].ctx
+    arr, n = _ast_array(xs)
+    return z3.BoolRef(z3.Z3_mk_or(ctx.ref(), n, arr), ctx)
+
+
+def _mk_if(c: Z, a: Z, b: Z) -> Z:
+    if isinstance(a, z3.BoolRef) is not isinstance(b, z3.BoolRef):
+        return z3.If(c, a, b)
+    ctx = c.ctx
+    ast = z3.Z3_mk_ite(ctx.ref(), c.as_ast(), a.as_ast(), b.as_ast())
+    return z3.BoolRef(ast, ctx) if isinstance(a, z3.BoolRef) else z3.ArithRef(ast, ctx)
+
+
+def _eq(a: Z, v: int) -> Z:
+    """``a == v`` for a z3 integer ``a``."""
+    ctx = a.ctx
+    return z3.BoolRef(z3.Z3_mk_eq(ctx.ref(), a.as_ast(), _ival(v).as_ast()), ctx)
 
 
 def _and(*xs: BoolT) -> BoolT:
@@ -153,7 +221,7 @@ def _and(*xs: BoolT) -> BoolT:
             out.append(x)
     if not out:
         return True
-    return out[0] if len(out) == 1 else z3.And(*out)
+    return out[0] if len(out) == 1 else _mk_and(out)
 
 
 def _or(*xs: BoolT) -> BoolT:
@@ -166,12 +234,16 @@ def _or(*xs: BoolT) -> BoolT:
             out.append(x)
     if not out:
         return False
-    return out[0] if len(out) == 1 else z3.Or(*out)
+    return out[0] if len(out) == 1 else _mk_or(out)
 
 
 def _not(x: BoolT) -> BoolT:
     c = _const_bool(x)
-    return (not c) if c is not None else z3.Not(x)
+    if c is not None:
+        return not c
+    assert not isinstance(x, bool)
+    ctx = x.ctx
+    return z3.BoolRef(z3.Z3_mk_not(ctx.ref(), x.as_ast()), ctx)
 
 
 def _zb(x: BoolT) -> Z:
@@ -191,11 +263,11 @@ def _ite(c: BoolT, a: Z, b: Z) -> Z:
         if a is True and b is False:
             return c
         if a is False and b is True:
-            return z3.Not(c)
-        return z3.If(c, _zb(a), _zb(b))
+            return _not(c)
+        return _mk_if(c, _zb(a), _zb(b))
     if z3.eq(a, b):
         return a
-    return z3.If(c, a, b)
+    return _mk_if(c, a, b)
 
 
 # -- symbolic values ---------------------------------------------------------------------------------------
@@ -288,13 +360,13 @@ def _int(x: SV) -> Z:
     if isinstance(x, _N):
         return x.t
     if isinstance(x, _B):
-        return z3.If(x.t, z3.IntVal(1), z3.IntVal(0))
+        return _mk_if(x.t, _ival(1), _ival(0))
     opts = [(g, int(v)) for g, v in _opts(x) if _is_int(v)]  # type: ignore[arg-type]
     if not opts:
         raise EncodingError(f"arithmetic on a value that is never an integer: {_opts(x)}")
-    out = z3.IntVal(opts[-1][1])
+    out = _ival(opts[-1][1])
     for g, v in reversed(opts[:-1]):
-        out = _ite(g, z3.IntVal(v), out)
+        out = _ite(g, _ival(v), out)
     return out
 
 
@@ -361,7 +433,9 @@ def _arith(op: ArithOp, a: SV, b: SV) -> SV:
         ArithOp.BITOR: lambda x, y: x | y, ArithOp.FLOORDIV: lambda x, y: x // y}
     if isinstance(a, _C) and isinstance(b, _C):
         return _C(py[op](a.v, b.v))
-    if not isinstance(a, _N) and not isinstance(b, _N) and op is not ArithOp.ADD and op is not ArithOp.SUB:
+    if not isinstance(a, _N) and not isinstance(b, _N) and (
+            (op is not ArithOp.ADD and op is not ArithOp.SUB) or len(_opts(a)) * len(_opts(b)) <= 64):
+        # finitely many values (a field of a bounded universe holds a counter as an enum): no arithmetic at all
         return _choice([(_and(ga, gb), py[op](va, vb)) for ga, va in _opts(a) for gb, vb in _opts(b)
                         if _is_int(va) and _is_int(vb)])
     x, y = _int(a), _int(b)
@@ -373,6 +447,15 @@ def _arith(op: ArithOp, a: SV, b: SV) -> SV:
         if isinstance(b, _C) and isinstance(b.v, int) and b.v > 0:
             return _N(x / y)  # SMT-LIB div floors for a positive divisor, as Python's // does
         raise EncodingError("floor division of a counter by a non-constant")
+    mask = b.v if isinstance(b, _C) else a.v if isinstance(a, _C) else None
+    if isinstance(mask, int) and not isinstance(mask, bool) and 0 <= mask < 1 << 62 and bin(mask).count("1") <= 8:
+        # a counter and a constant mask, bit by bit in linear integer arithmetic (z3's int2bv and bv2int are slow):
+        # bit k of v is (v div 2^k) mod 2, for negative v too, as for Python's infinite two's complement
+        v = y if isinstance(a, _C) else x
+        bits = [(1 << k, (v / (1 << k)) % 2) for k in range(mask.bit_length()) if mask >> k & 1]
+        if op is ArithOp.BITAND:
+            return _N(z3.Sum([bit * weight for weight, bit in bits]) if bits else _ival(0))
+        return _N(v + z3.Sum([(1 - bit) * weight for weight, bit in bits])) if bits else _N(v)
     bx, by = z3.Int2BV(x, 64), z3.Int2BV(y, 64)
     r = (bx & by) if op is ArithOp.BITAND else (bx | by)
     # two's complement back to an integer
@@ -392,6 +475,9 @@ class _Layout:
     dom: dict[tuple[str, str], list[Value]]
     code: dict[tuple[str, str], dict[tuple[str, Value], int]]
     vars: list[Var] = field(default_factory=list)
+    # the codes a frame's enum variable may hold (by z3 id): the values the moves to that frame can leave, which
+    # are usually far fewer than the field's whole domain (an fd holds one buffer, not any buffer)
+    possible: dict[int, frozenset[int]] = field(default_factory=dict)
 
     @staticmethod
     def of(u: Universe) -> _Layout:
@@ -415,30 +501,71 @@ class _Layout:
     def key_index(self, table: str, key: Value) -> int | None:
         return self.index.get(table, {}).get(_vkey(key))
 
-    def initial(self) -> dict[Var, Z]:
+    def initial(self, rows: Rows = ()) -> dict[Var, Z]:
+        """The state holding ``rows`` (none: every table empty), as constants."""
         out: dict[Var, Z] = {}
         for t, n, f in self.vars:
             out[(t, n, f)] = False if not f else self.encode(t, f, _C(_DEFAULTS[t][f]))
+        for t, key, values in rows:
+            at = self.key_index(t, key)
+            if at is None:
+                raise EncodingError(f"an initial row of {t} at {key!r}, outside the universe")
+            out[(t, at, "")] = True
+            for f, v in zip(_FIELDS[t], values, strict=True):
+                out[(t, at, f)] = self.encode(t, f, _C(v))
         return out
 
     def fresh(self, k: int) -> dict[Var, Z]:
-        out: dict[Var, Z] = {}
-        for t, n, f in self.vars:
-            name = f"{t}[{self.keys[t][n]!r}].{f or 'present'}@{k}"
-            kind = self.kind.get((t, f), "bool") if f else "bool"
-            out[(t, n, f)] = z3.Bool(name) if kind == "bool" else z3.Int(name)
-        return out
+        return {v: self.var(v, k) for v in self.vars}
+
+    def var(self, v: Var, k: int) -> Z:
+        """The variable of ``v`` after ``k`` moves."""
+        t, n, f = v
+        name = f"{t}[{self.keys[t][n]!r}].{f or 'present'}@{k}"
+        kind = self.kind.get((t, f), "bool") if f else "bool"
+        return z3.Bool(name) if kind == "bool" else z3.Int(name)
 
     def read(self, t: str, f: str, term: Z) -> SV:
         kind = self.kind[(t, f)]
         if kind == "bool":
             return _sv_bool(term)
         if kind == "num":
-            return _C(term.as_long()) if z3.is_int_value(term) else _N(term)
+            return _C(_numeral(term)) if _is_numeral(term) else _N(term)
         dom = self.dom[(t, f)]
-        if z3.is_int_value(term):
-            return _C(dom[term.as_long()])
-        return _Ch([(term == n, v) for n, v in enumerate(dom)])
+        if _is_numeral(term):
+            return _C(dom[_numeral(term)])
+        codes = self.codes(term)
+        if codes is None:
+            return _Ch([(_eq(term, n), v) for n, v in enumerate(dom)])
+        if len(codes) == 1:
+            return _C(dom[next(iter(codes))])
+        return _Ch([(_eq(term, n), dom[n]) for n in sorted(codes)])
+
+    def codes(self, term: Z) -> frozenset[int] | None:
+        """The codes an enum term may hold, when it is built of numerals, ites and frame variables whose codes
+        are known (None: any code of the domain)."""
+        ref = term.ctx_ref()
+        memo: dict[int, frozenset[int] | None] = {}
+
+        def walk(a: Any) -> frozenset[int] | None:
+            ident = z3.Z3_get_ast_id(ref, a)
+            if ident in memo:
+                return memo[ident]
+            kind = z3.Z3_get_ast_kind(ref, a)
+            out: frozenset[int] | None = None
+            if kind == _NUMERAL:
+                out = frozenset({int(z3.Z3_get_numeral_string(ref, a))})
+            elif kind == z3.Z3_APP_AST:
+                op = z3.Z3_get_decl_kind(ref, z3.Z3_get_app_decl(ref, a))
+                if op == z3.Z3_OP_ITE:
+                    x, y = walk(z3.Z3_get_app_arg(ref, a, 1)), walk(z3.Z3_get_app_arg(ref, a, 2))
+                    out = None if x is None or y is None else x | y
+                elif op == z3.Z3_OP_UNINTERPRETED:
+                    out = self.possible.get(ident)
+            memo[ident] = out
+            return out
+
+        return walk(term.as_ast())
 
     def encode(self, t: str, f: str, x: SV) -> Z:
         kind = self.kind[(t, f)]
@@ -456,9 +583,9 @@ class _Layout:
             codes = [(g, code[_vkey(v)]) for g, v in opts]
         except KeyError as e:
             raise EncodingError(f"{t}.{f}: value {e} is outside the universe") from None
-        out = z3.IntVal(codes[-1][1])
+        out = _ival(codes[-1][1])
         for g, c in reversed(codes[:-1]):
-            out = _ite(g, z3.IntVal(c), out)
+            out = _ite(g, _ival(c), out)
         return out
 
     def decode(self, t: str, f: str, value: Z) -> Value:
@@ -490,6 +617,10 @@ class _Exec:
         self.state = state
         self.active = active
         self.broken: dict[str, BoolT] = {}
+        self.adopted: BoolT = False  # an Adopt made a row: the object predates the recording
+        # the variables a write may have changed (the others are the state's own), in the order of the writes: terms
+        # are made in that order, and z3's search depends on the order terms are made in
+        self.written: dict[Var, None] = {}
 
     # expressions
 
@@ -601,6 +732,7 @@ class _Exec:
 
     def write(self, var: Var, term: Z, h: BoolT) -> None:
         self.state[var] = _ite(h, term, self.state[var])
+        self.written[var] = None
 
     def run(self, stmts: tuple[Stmt, ...], env: _Env, path: BoolT, h: BoolT) -> BoolT:
         for s in stmts:
@@ -620,9 +752,12 @@ class _Exec:
             out.append((g, n))
         return out
 
-    def _create(self, table: str, key: SV, values: dict[str, SV], h: BoolT, only_absent: bool) -> None:
+    def _create(self, table: str, key: SV, values: dict[str, SV], h: BoolT, only_absent: bool,
+                path: BoolT = True) -> None:
         for g, n in self._keys(table, key):
             guard = _and(h, g, _not(self.state[(table, n, "")]) if only_absent else True)
+            if only_absent:
+                self.adopted = _or(self.adopted, _and(path, guard))
             self.write((table, n, ""), True, guard)
             for f in _FIELDS[table]:
                 v = values.get(f, _C(_DEFAULTS[table][f]))
@@ -646,7 +781,7 @@ class _Exec:
             return h
         if isinstance(s, Adopt):
             key = self.ev(s.key, env)
-            self._create(s.table, key, {n: self.ev(v, env) for n, v in s.values}, h, True)
+            self._create(s.table, key, {n: self.ev(v, env) for n, v in s.values}, h, True, path)
             return h
         if isinstance(s, Update):
             key = self.ev(s.key, env)
@@ -712,7 +847,8 @@ class _Exec:
             results.append((self.state, env.locals, hb))
         (st_t, loc_t, h_t), (st_e, loc_e, h_e) = results
         merged = dict(old)
-        for var, before in old.items():
+        for var in self.written:
+            before = old[var]
             a, b = st_t[var], st_e[var]
             if a is before and b is before:
                 continue
@@ -735,6 +871,7 @@ class _Move:
     broken: dict[str, BoolT]
     next_pc: Z | int
     spawns: tuple[int, ...]
+    written: frozenset[Var] = frozenset()  # the variables whose term may differ from the state's it ran on
 
 
 class _System:
@@ -744,6 +881,7 @@ class _System:
         self.model = model
         self.lay = lay
         self.profile: Profile = model.profile
+        self.recorded = model.recorded
         self.active = frozenset(r.id for r in SPEC.rules if self.profile.admits_rule(r))
         self.programs = [a.program for a in model.actors]
         self.labels = model.labels  # the model resolves labels and gotos: one reading of a program
@@ -789,6 +927,13 @@ class _System:
             if action is not None:
                 for outcome in reversed(action.outcomes):
                     ret = _sv_ite(_truth(x.ev(outcome.when, penv)), x.ev(outcome.value, penv), ret)
+                if self.recorded:
+                    # the kernel must return what the recording shows; its callbacks are recorded steps of their own
+                    same = _truth(_cmp(CmpOp.EQ, ret, _C(st.ret)))
+                    enabled = _and(enabled, _or(_not(gate), same))
+                    ret = _C(st.ret)
+                    self._run_recorded(x, action, probe, _map(ret, _normalizer(action)), gate)
+                    continue
                 for cb, cond in action.invokes:
                     c = _and(gate, _truth(x.ev(cond, penv)))
                     args = {k: v for k, v in st.args if k in _CALLBACK_PARAMS[cb]}
@@ -813,14 +958,25 @@ class _System:
         if len({t for _, t in targets}) == 1:
             nxt = targets[0][1]
         else:
-            nxt = z3.IntVal(targets[-1][1])
+            nxt = _ival(targets[-1][1])
             for g, t in reversed(targets[:-1]):
-                nxt = _ite(g, z3.IntVal(t), nxt)
-        return _Move(enabled, x.state, x.broken, nxt, self.spawned(i, pc))
+                nxt = _ite(g, _ival(t), nxt)
+        return _Move(enabled, x.state, x.broken, nxt, self.spawned(i, pc), frozenset(x.written))
 
     def _run_event(self, x: _Exec, action: Action, event: Event, ret: SV, gate: BoolT) -> None:
         env = _Env(event, ret, {})
         x._branch(gate, action.body, (), env, True, True)
+
+    def _run_recorded(self, x: _Exec, action: Action, event: Event, ret: SV, gate: BoolT) -> None:
+        """A recorded event: what it breaks counts only when it adopted nothing (as the model's ``recorded``
+        mode withholds the findings of an event that met an object from before the recording)."""
+        before, x.broken, x.adopted = x.broken, {}, False
+        self._run_event(x, action, event, ret, gate)
+        fresh = _not(x.adopted)
+        merged = dict(before)
+        for rule, b in x.broken.items():
+            merged[rule] = _or(merged.get(rule, False), _and(b, fresh))
+        x.broken = merged
 
     def end(self, state: dict[Var, Z]) -> dict[str, BoolT]:
         x = _Exec(self.lay, dict(state), self.active)
@@ -842,17 +998,100 @@ class _Frame:
     enabled: list[BoolT] = field(default_factory=list)
 
 
+class _Order:
+    """What a straight-line configuration's ``after`` and program order say about when a step can run.
+
+    The steps made after ``k`` moves are a set closed under "runs after" of exactly ``k`` steps, so actor
+    ``i`` is at ``pc`` after ``k`` moves only if every step its first ``pc`` steps need fits in ``k``
+    (``need``) and the steps that need step ``pc`` fit in the rest (``blocked``); and step ``pc`` is the
+    move from there only if what it needs has run.  Configurations with jumps, atomic groups or actors
+    started later have no such order (``of`` gives None): their pcs are not pruned.
+    """
+
+    def __init__(self, programs: list[tuple[Step, ...]], index: dict[str, int]) -> None:
+        ids = {(i, pc): n for n, (i, pc) in enumerate((i, pc) for i, p in enumerate(programs) for pc in range(len(p)))}
+        self.total = len(ids)
+        preds: list[int] = [0] * self.total  # bitset of the steps each one needs (itself included)
+        for (i, pc), n in ids.items():
+            preds[n] = 1 << n
+            if pc > 0:
+                preds[n] |= preds[ids[(i, pc - 1)]]
+            for name, before in programs[i][pc].after:
+                preds[n] |= preds[ids[(index[name], before)]]
+        succs = [0] * self.total
+        for n in range(self.total):
+            for m in _bits(preds[n]):
+                succs[m] |= 1 << n
+        self.ids, self.preds = ids, preds
+        self.need = {key: bin(preds[n]).count("1") for key, n in ids.items()}
+        self.blocked = {key: bin(succs[n]).count("1") for key, n in ids.items()}
+        self.ends = [len(p) for p in programs]
+
+    @staticmethod
+    def of(model: Model) -> _Order | None:
+        programs: list[tuple[Step, ...]] = []
+        index = {a.name: i for i, a in enumerate(model.actors)}
+        for a in model.actors:
+            if not a.started or not all(isinstance(x, Step) and not x.on and not x.spawns for x in a.program):
+                return None
+            programs.append(a.program)  # type: ignore[arg-type]
+        for p in programs:
+            for st in p:
+                if any(before >= len(programs[index[name]]) for name, before in st.after):
+                    return None  # after a step that does not exist: the model never runs it
+        return _Order(programs, index)
+
+    def ordered(self, a: tuple[int, int], b: tuple[int, int]) -> bool:
+        """Whether one of steps ``a`` and ``b`` (actor, pc) runs after the other in every schedule."""
+        na, nb = self.ids[a], self.ids[b]
+        return bool(self.preds[nb] >> na & 1 or self.preds[na] >> nb & 1)
+
+    def at(self, i: int, pc: int, k: int) -> bool:
+        """Whether actor ``i`` can be at ``pc`` after ``k`` moves."""
+        return ((pc == 0 or self.need[(i, pc - 1)] <= k)
+                and (pc == self.ends[i] or k <= self.total - self.blocked[(i, pc)]))
+
+    def movable(self, i: int, pc: int, k: int) -> bool:
+        """Whether step ``pc`` of actor ``i`` can be move ``k`` (counted from 0)."""
+        return self.need[(i, pc)] - 1 <= k and self.at(i, pc, k)
+
+
+def _bits(x: int) -> Iterable[int]:
+    n = 0
+    while x:
+        if x & 1:
+            yield n
+        x >>= 1
+        n += 1
+
+
 class _Unrolling:
-    def __init__(self, config: Config, profile: Profile | None, seed: int, timeout: float) -> None:
-        self.model = Model(config, profile)
-        self.lay = _Layout.of(universe(config, self.model.profile))
+    """The moves from frame to frame, constrained in one solver.
+
+    ``partial``: a path may stop after any move (move ``k`` is made only when ``active[k]``, and every later
+    one is then made too); a move that breaks a rule is the path's last.  Then one query over the whole
+    unrolling asks for a violation at any depth (``search``), instead of one query per depth (``check``).
+    """
+
+    def __init__(self, config: Config, profile: Profile | None, seed: int, timeout: float,
+                 model: Model | None = None, partial: bool = False,
+                 commute: Callable[[int, int, int, int], bool] | None = None, depth: int | None = None) -> None:
+        self.partial = partial
+        self.commute = commute  # whether step (i, p) and step (j, q) commute
+        self.guards: list[dict[tuple[int, int], BoolT]] = []
+        self.active: list[BoolT] = []
+        self.model = model or Model(config, profile)
+        rows = self.model.initial().rows
+        # with the depth known, counters that take few values within it are enums (no arithmetic to solve)
+        self.lay = _Layout.of(universe(config, self.model.profile, rows, bits=True, depth=depth))
         self.sys = _System(self.model, self.lay)
+        self.order = _Order.of(self.model)
         self.solver = _SOLVER()
         self.solver.set("random_seed", seed)
         self.solver.set("timeout", max(1, int(timeout * 1000)))
         z3.set_param("smt.random_seed", seed)
         pcs0 = self.sys.initial_pcs()
-        self.frames = [_Frame(self.lay.initial(), list(pcs0), [{p} for p in pcs0])]
+        self.frames = [_Frame(self.lay.initial(rows), list(pcs0), [{p} for p in pcs0])]
         self.choices: list[Z] = []
         self.broken: list[dict[str, BoolT]] = []
         self.nactors = len(self.model.actors)
@@ -868,14 +1107,18 @@ class _Unrolling:
             for pc in sorted(fr.pc_sets[i]):
                 if pc == NOT_STARTED or pc >= self.ends[i]:
                     continue
+                if self.order is not None and not self.order.movable(i, pc, k):
+                    continue
                 mv = self.sys.move(i, pc, fr.vars, fr.pcs)
+                if _const_bool(mv.enabled) is False:
+                    continue  # it cannot move there
                 fr.moves[(i, pc)] = mv
                 options.append(_and(self._at(fr.pcs[i], pc), mv.enabled))
             fr.enabled.append(_or(*options))
 
     @staticmethod
     def _at(pc: Z | int, value: int) -> BoolT:
-        return pc == value if isinstance(pc, int) else pc == value
+        return _at_term(pc, value)
 
     def finished(self, k: int) -> BoolT:
         fr = self.frames[k]
@@ -897,21 +1140,42 @@ class _Unrolling:
         mv = z3.Int(f"move@{k}")
         self.choices.append(mv)
         s = self.solver
-        s.add(_zb(_or(*(_and(mv == i, fr.enabled[i]) for i in range(self.nactors)))))
+        act: BoolT = True
+        if self.partial:
+            act = z3.Bool(f"active@{k}")
+            if k > 0:
+                s.add(_zb(_or(_not(act), _and(self.active[k - 1], self.no_broken(k - 1)))))
+            self.active.append(act)
+        s.add(_zb(_or(_not(act), *(_and(_eq(mv, i), fr.enabled[i]) for i in range(self.nactors)))))
         guards: dict[tuple[int, int], BoolT] = {}
         for (i, pc) in fr.moves:
-            guards[(i, pc)] = _and(mv == i, self._at(fr.pcs[i], pc))
-        nxt = self.lay.fresh(k + 1)
-        for var, cur in fr.vars.items():
+            guards[(i, pc)] = _and(act, _eq(mv, i), self._at(fr.pcs[i], pc))
+        if self.commute is not None and k > 0:
+            # of two adjacent steps that commute, only one order: the lower actor's first (either order leaves the
+            # same state and breaks the same rules, so no rule is lost; fewer schedules are left to refute)
+            for (i, p), g1 in self.guards[k - 1].items():
+                for (j, q), g2 in guards.items():
+                    if i > j and self.commute(i, p, j, q):
+                        s.add(_zb(_or(_not(g1), _not(g2))))
+        self.guards.append(guards)
+        nxt: dict[Var, Z] = dict(fr.vars)
+        written = set().union(*(m.written for m in fr.moves.values()))
+        for var in [v for v in fr.vars if v in written]:  # in the layout's order: the encoding is deterministic
+            cur = fr.vars[var]
             term = cur
             for key, m in fr.moves.items():
                 v = m.state[var]
                 if v is not cur:
                     term = _ite(guards[key], v, term)
-            if term is cur or isinstance(term, bool) or z3.is_int_value(term) or z3.is_true(term) or z3.is_false(term):
+            if term is cur or isinstance(term, bool) or _is_numeral(term) or _const_bool(term) is not None:
                 nxt[var] = term  # unchanged, or the same constant whatever the move: no new variable
             else:
+                nxt[var] = self.lay.var(var, k + 1)
                 s.add(nxt[var] == term)
+                if var[2] and self.lay.kind.get((var[0], var[2])) == "enum":
+                    codes = self.lay.codes(term)
+                    if codes is not None:
+                        self.lay.possible[nxt[var].get_id()] = codes
         pcs: list[Z | int] = []
         sets: list[set[int]] = []
         for i in range(self.nactors):
@@ -927,6 +1191,12 @@ class _Unrolling:
                     term_pc = _ite(_and(guards[(j, pc)], self._at(cur_pc, NOT_STARTED)), z3.IntVal(start),
                                    _int_term(term_pc))
                     new_set.add(start)
+            if self.order is not None:
+                pruned = {pc for pc in new_set if self.order.at(i, pc, k + 1)}
+                if pruned != new_set:
+                    # the order rules the others out: say so to the solver, so that no path skips a step
+                    s.add(_zb(_or(_not(act), *(_at_term(term_pc, pc) for pc in sorted(pruned)))))
+                    new_set = pruned
             if len(new_set) == 1:
                 pcs.append(next(iter(new_set)))
             else:
@@ -950,8 +1220,18 @@ def _normalizer(action: Action) -> Callable[[Value], Value]:
     return lambda v: normalize_ret(action.returns, v)
 
 
+def _at_term(pc: Z | int, value: int) -> BoolT:
+    return pc == value if isinstance(pc, int) else _eq_int(pc, value)
+
+
+def _eq_int(term: Z, value: int) -> BoolT:
+    if _is_numeral(term):
+        return _numeral(term) == value
+    return _eq(term, value)
+
+
 def _int_term(x: Z | int) -> Z:
-    return z3.IntVal(x) if isinstance(x, int) else x
+    return _ival(x) if isinstance(x, int) else x
 
 
 # -- the checker -------------------------------------------------------------------------------------------
@@ -966,18 +1246,28 @@ class _Found:
 
 
 def check(config: Config, *, profile: Profile | None = None, depth: int | None = None, timeout: float | None = None,
-          seed: int | None = None) -> Exploration:
-    """Every rule some schedule of at most ``depth`` moves breaks, each with its shortest counterexample."""
+          seed: int | None = None, model: Model | None = None, rules: Collection[str] | None = None,
+          obligations: bool = True) -> Exploration:
+    """Every rule some schedule of at most ``depth`` moves breaks, each with its shortest counterexample.
+
+    ``model`` is a model of ``config`` made already: a recorded trace's (``recorded=True``, with the rows the
+    recording's earlier events left), for ``dmaspec check --predict``; its semantics are encoded (a move
+    whose kernel outcome contradicts the recorded return is impossible; callbacks are recorded steps; the
+    rules an event breaks while adopting an object from before the recording are withheld).  ``rules``: look
+    only for these (paths still end at the first rule they break, whichever it is).  Without
+    ``obligations``, states where no actor moves are not judged (neither leaks nor deadlock), as the
+    explicit explorer's ``obligations=False``.
+    """
     bound = config.depth if depth is None else depth
     secs = DEFAULT_TIMEOUT if timeout is None else timeout
     rseed = 0 if seed is None else seed
     start = time.perf_counter()
-    u = _Unrolling(config, profile, rseed, secs)
+    u = _Unrolling(config, profile, rseed, secs, model)
     result = Exploration("bmc", config.name, u.model.profile.name, bound, seed=rseed, timeout=secs)
     found: dict[str, Counterexample] = {}
     depths: dict[str, int] = {}
     times: list[str] = []
-    rules = sorted({r.id for r in SPEC.rules} | {PROFILE_OP})
+    wanted = sorted({r.id for r in SPEC.rules} | {PROFILE_OP} if rules is None else set(rules))
     unknown = ""
     exhausted = False
     reached = 0
@@ -986,15 +1276,16 @@ def check(config: Config, *, profile: Profile | None = None, depth: int | None =
         if j > 0:
             u.add_transition(j - 1)
         reached = j
-        fin = u.finished(j)
+        fin = u.finished(j) if obligations else False
         ends = u.sys.end(u.frames[j].vars) if _const_bool(fin) is not False else {}
         last_ok = u.no_broken(j - 1)
         viol: dict[str, BoolT] = {}
-        for rule in rules:
+        for rule in wanted:
             at_move = u.broken[j - 1].get(rule, False) if j > 0 else False
             at_end = _and(last_ok, fin, ends.get(rule, False))
             viol[rule] = _or(at_move, at_end)
-        viol[LOCK_DEADLOCK] = _or(viol.get(LOCK_DEADLOCK, False), _and(last_ok, u.deadlock(j)))
+        if obligations and LOCK_DEADLOCK in wanted:
+            viol[LOCK_DEADLOCK] = _or(viol.get(LOCK_DEADLOCK, False), _and(last_ok, u.deadlock(j)))
         while True:
             todo = [r for r, v in viol.items() if r not in found and _const_bool(v) is not False]
             if not todo:
@@ -1055,6 +1346,207 @@ def check(config: Config, *, profile: Profile | None = None, depth: int | None =
     return result
 
 
+def search(config: Config, rules: Collection[str], *, profile: Profile | None = None, depth: int | None = None,
+           timeout: float | None = None, seed: int | None = None, model: Model | None = None,
+           independent: bool = True, reorder_only: bool = False) -> Exploration:
+    """Some schedule of at most ``depth`` moves that breaks each of ``rules`` at a move, if one exists.
+
+    Unlike ``check``, it unrolls every depth at once (paths may stop after any move, and end at the first
+    rule they break, whichever it is) and asks one query for all the rules not found yet: one solver call,
+    plus one per schedule found, instead of one or two per depth; the schedules are not the shortest.  No
+    end-of-trace obligation or deadlock is judged.  ``model``: as for ``check`` (a recorded trace's window,
+    for ``dmaspec check --predict``).
+
+    With ``independent``, steps that share no row some step writes (``universe.footprints``) and that no
+    ``after`` ties commute: in either order they leave the same state and break the same rules.  So actors
+    that share no such row with each other, and that no ``after`` or ``spawns`` ties, are searched apart, a
+    group at a time (a schedule breaks a rule exactly when its steps of one group, in their order, do: a
+    recording's threads mostly work on objects of their own, so one search over many threads becomes several
+    small ones); and within a group, of two adjacent steps that commute only one order is searched.
+    ``reorder_only``: a group is searched only if it has two schedules that differ in more than the order of
+    commuting steps, that is two steps of different actors that neither ``after`` nor program order orders
+    and that do not commute; otherwise every schedule breaks what the program's own order does (for a
+    recording, the recorded order, whose findings are the checker's, not predictions).
+
+    Verdict: ``violated``; ``holds`` when no schedule breaks the rules and no step is left beyond ``depth``;
+    ``bounded`` when steps may be; ``unknown`` when the solver gave up (or timed out) on some group.
+
+    >>> from spec.lang import Actor, Config, Step, step
+    >>> put = Config("race", "latest", (
+    ...     Actor("exporter", 1, 1, (step("dma_buf_export", "b1", size=4096), step("get_dma_buf", dmabuf="b1"),
+    ...                              step("dma_buf_put", dmabuf="b1"))),
+    ...     Actor("user", 2, 1, (Step("dma_buf_put", (("dmabuf", "b1"),), after=(("exporter", 0),)),)),
+    ...     Actor("other", 3, 3, (step("dma_buf_export", "b2", size=4096), step("dma_buf_put", dmabuf="b2")))), "")
+    >>> r = search(put, ["REF-USE-AFTER-RELEASE", "REF-PUT-UNOWNED"])
+    >>> r.verdict, [(c.rule, c.schedule) for c in r.counterexamples]
+    ('violated', [('REF-USE-AFTER-RELEASE', ('exporter', 'user', 'exporter'))])
+    >>> r.notes[0]
+    'independent groups of actors: exporter user | other'
+    """
+    secs = DEFAULT_TIMEOUT if timeout is None else timeout
+    rseed = 0 if seed is None else seed
+    start = time.perf_counter()
+    model = model or Model(config, profile)
+    bound = config.depth if depth is None else depth
+    result = Exploration("bmc", config.name, model.profile.name, bound, seed=rseed, timeout=secs)
+    rows = model.initial().rows
+    prints = footprints(model.config, model.profile, rows, recorded=model.recorded) if independent else None
+    groups = _groups(model, prints) if prints is not None else [list(range(len(model.actors)))]
+    found: dict[str, Counterexample] = {}
+    calls = 0
+    unknown: list[str] = []
+    exhausted = True
+    result.notes.append("independent groups of actors: " + " | ".join(
+        " ".join(model.actor_name(i) for i in g) for g in groups))
+    for g in groups:
+        if reorder_only and len(g) < 2:
+            continue
+        if len(groups) == 1:
+            sub, sub_model = config, model
+        else:
+            # the rows its steps may touch: the others stay as they are whatever it does
+            assert prints is not None
+            near = frozenset().union(*(t for (i, _), t in prints.touched.items() if i in g))
+            sub = replace(config, actors=tuple(config.actors[i] for i in g), symmetric=())
+            sub_model = Model(sub, model.profile, recorded=model.recorded,
+                              initial_rows=tuple(r for r in rows if (r[0], r[1]) in near))
+        todo = sorted(set(rules) - set(found))
+        if not todo:
+            break
+        commute = _commute(model, prints, g) if prints is not None else None
+        if reorder_only and commute is not None and _one_order(sub_model, commute):
+            continue
+        part = _search_group(sub, sub_model, todo, bound, secs, rseed, commute)
+        calls += part.calls
+        exhausted = exhausted and part.exhausted
+        if part.unknown:
+            unknown.append(part.unknown)
+        for rule, cx in part.found.items():
+            found.setdefault(rule, cx)
+    result.counterexamples = sorted(found.values(), key=lambda c: (len(c.events), c.rule))
+    result.depth_reached = bound
+    result.elapsed = time.perf_counter() - start
+    result.notes.append(f"solver calls: {calls}")
+    if unknown:
+        result.verdict = "unknown"
+        result.notes.append(unknown[0] + (": rules not found by then are not ruled out" if found else
+                                          ": nothing is proved"))
+    elif found:
+        result.verdict = "violated"
+    else:
+        result.verdict = "holds" if exhausted else "bounded"
+    return result
+
+
+def _groups(model: Model, prints: Footprints) -> list[list[int]]:
+    """The model's actors in groups that share no row any step may write and that no ``after`` or ``spawns``
+    ties: the order of steps of different groups does not matter."""
+    n = len(model.actors)
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(x: int, y: int) -> None:
+        parent[find(x)] = find(y)
+
+    index = {a.name: i for i, a in enumerate(model.actors)}
+    owner: dict[tuple[str, Value], int] = {}
+    for i, pc in prints.touched:
+        for row in prints.shared((i, pc)):
+            if row in owner:
+                union(i, owner[row])
+            else:
+                owner[row] = i
+    for i, _pc, st in model.steps():
+        for name, _ in st.after:
+            union(i, index[name])
+        for name in st.spawns:
+            union(i, index[name])
+    out: dict[int, list[int]] = {}
+    for i in range(n):
+        out.setdefault(find(i), []).append(i)
+    return sorted(out.values())
+
+
+@dataclass
+class _Part:
+    found: dict[str, Counterexample]
+    calls: int
+    unknown: str
+    exhausted: bool
+
+
+def _commute(model: Model, prints: Footprints, group: list[int]) -> Callable[[int, int, int, int], bool]:
+    """Whether step ``p`` of the group's actor ``i`` and step ``q`` of its actor ``j`` commute: they share no row
+    some step writes, and neither runs right after the other (``after``)."""
+    names = [model.actor_name(a) for a in group]
+
+    def commute(i: int, p: int, j: int, q: int) -> bool:
+        a, b = group[i], group[j]
+        if prints.shared((a, p)) & prints.shared((b, q)):
+            return False
+        sa, sb = model.actors[a].program[p], model.actors[b].program[q]
+        if not isinstance(sa, Step) or not isinstance(sb, Step):
+            return False  # an atomic group: left alone
+        return (names[i], p) not in sb.after and (names[j], q) not in sa.after
+
+    return commute
+
+
+def _one_order(model: Model, commute: Callable[[int, int, int, int], bool]) -> bool:
+    """Whether every two steps of different actors are ordered (``after``, program order) or commute: then all
+    schedules are the program's own order up to swapping commuting steps, and each step sees what it saw there."""
+    order = _Order.of(model)
+    if order is None:
+        return False
+    steps = [(i, pc) for i, a in enumerate(model.actors) for pc in range(len(a.program))]
+    return all(order.ordered(a, b) or commute(*a, *b) for a in steps for b in steps if a[0] < b[0])
+
+
+def _search_group(config: Config, model: Model, rules: list[str], depth: int, secs: float, seed: int,
+                  commute: Callable[[int, int, int, int], bool] | None = None) -> _Part:
+    order = _Order.of(model)
+    bound = depth if order is None else min(depth, order.total)
+    u = _Unrolling(config, None, seed, secs, model, partial=True, commute=commute, depth=bound)
+    for k in range(bound):
+        u.add_transition(k)
+    found: dict[str, Counterexample] = {}
+    calls = 0
+    unknown = ""
+    while True:
+        todo = {r: _or(*(b.get(r, False) for b in u.broken)) for r in rules if r not in found}
+        todo = {r: v for r, v in todo.items() if _const_bool(v) is not False}
+        if not todo:
+            break
+        q = z3.Bool(f"query.{len(found)}")
+        u.solver.add(z3.Implies(q, _zb(_or(*todo.values()))))
+        calls += 1
+        answer = u.solver.check(q)
+        if answer == z3.unknown:
+            unknown = f"the solver gave up ({u.solver.reason_unknown()})"
+            break
+        if answer == z3.unsat:
+            break
+        m = u.solver.model()
+
+        def true(b: BoolT, m: Any = m) -> bool:
+            return bool(z3.is_true(m.eval(_zb(b), model_completion=True)))
+
+        n = sum(1 for a in u.active if true(a))
+        sched = [m.eval(c, model_completion=True).as_long() for c in u.choices[:n]]
+        hit = [r for r in todo if n > 0 and true(u.broken[n - 1].get(r, False))]
+        if not hit:
+            raise EncodingError(f"schedule {sched}: the solver's violation is not at its last move")
+        for rule in hit:
+            found[rule] = _counterexample(u, m, _Found(rule, n, sched, False), seed)
+    exhausted = u.order is not None and bound >= u.order.total
+    return _Part(found, calls, unknown, exhausted)
+
+
 def shortest_depths(result: Exploration) -> dict[str, int]:
     """The shortest depth (moves) per rule, as ``check`` noted it."""
     for note in result.notes:
@@ -1107,8 +1599,7 @@ def _compare(u: _Unrolling, m: Any, k: int, state: State) -> None:
             vals = tuple(u.lay.decode(t, f, m.eval(_zb(fr.vars[(t, n, f)]), model_completion=True))
                          for f in _FIELDS[t])
             rows.append((t, key, vals))
-    rows.sort(key=lambda r: (r[0], repr(r[1])))
-    if pcs != state.pcs or tuple(rows) != state.rows:
+    if pcs != state.pcs or {(t, _vkey(k)): v for t, k, v in rows} != {(t, _vkey(k)): v for t, k, v in state.rows}:
         raise EncodingError(f"after {k} moves the encoding has pcs {pcs} and rows {rows}, the model {state.pcs} "
                             f"and {state.rows}")
 
@@ -1118,4 +1609,4 @@ def exit_status(verdict: str) -> int:
     return Exploration("bmc", "", "", 0, verdict=verdict).exit_status
 
 
-__all__ = ["DEFAULT_TIMEOUT", "EncodingError", "check", "exit_status", "shortest_depths"]
+__all__ = ["DEFAULT_TIMEOUT", "EncodingError", "check", "exit_status", "search", "shortest_depths"]
