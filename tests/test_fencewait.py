@@ -29,13 +29,16 @@ from spec.rules import LOCK_DEADLOCK
 from tests.conftest import TRACES, write_trace
 
 DIR = os.path.join(TRACES, "fencewait")
-OK = sorted(os.path.join(DIR, "ok", f) for f in os.listdir(os.path.join(DIR, "ok")) if f.endswith(".jsonl"))
+OK = sorted(os.path.join(DIR, "ok", f) for f in os.listdir(os.path.join(DIR, "ok"))
+            if f.endswith((".jsonl", ".ftrace")))
 BAD_DIR = os.path.join(DIR, "bad")
 
 # trace -> (rule, line, chain): for a cycle, (wait line, signal line, tid) per edge, the closing edge last; for a
 # deadlock, (waiter, fence, signaller, line of the signaller's latest signal of the fence's timeline) per link
 EXPECTED: dict[str, tuple[str, int, list[tuple[Any, ...]]]] = {
     "two-timelines-wait-on-each-other.jsonl": (FENCE_WAIT_CYCLE, 11, [(5, 6, 301), (10, 11, 302)]),
+    # the same, recorded as ftrace text: each wait is its dma_fence_wait_end line
+    "two-timelines-wait-on-each-other.ftrace": (FENCE_WAIT_CYCLE, 21, [(14, 15, 301), (20, 21, 302)]),
     "three-timelines-cycle.jsonl": (FENCE_WAIT_CYCLE, 14, [(8, 9, 401), (6, 7, 402), (13, 14, 403)]),
     "two-threads-asleep-on-each-others-fences.jsonl": (
         FENCE_WAIT_DEADLOCK, 8, [(501, "0xffff888030000322", 502, 5), (502, "0xffff888030000312", 501, 4)]),

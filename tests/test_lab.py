@@ -268,6 +268,18 @@ def test_the_exerciser_checks_clean_on_debian_13_and_the_kernel_agrees_with_the_
             ("syscall:ioctl", "CORE-IOCTL-UNKNOWN"), ("syscall:lseek", "CORE-LLSEEK"),
             ("syscall:mmap", "CORE-MMAP-TOO-LARGE")} <= met
     assert c.agreed >= 50
+    # the vgem section's SYNC START sleeps on the pending write fence its child signals: the kernel's
+    # dma_fence_wait_start/_end become the parent's wait, after the child's signal
+    from checker.analysis.common import read_events
+    from checker.trace import Event
+
+    fence_ops = [(e.op, e.tid, e.args.get("fence")) for e in read_events(str(result.trace_path), "ftrace")
+                 if isinstance(e, Event) and e.op in ("dma_fence_signal", "dma_fence_wait_timeout")]
+    [(_, parent, fence)] = [op for op in fence_ops if op[0] == "dma_fence_wait_timeout"]
+    [signaller] = [tid for op, tid, f in fence_ops if op == "dma_fence_signal" and f == fence]
+    assert signaller != parent
+    assert fence_ops.index(("dma_fence_signal", signaller, fence)) < fence_ops.index(
+        ("dma_fence_wait_timeout", parent, fence))
 
 
 MISUSES = {"sync-start-no-end": "SYNC-LEAK", "sync-start-twice": "SYNC-START-TWICE",

@@ -320,6 +320,71 @@ def test_fence_tracepoints() -> None:
     assert [f.rule for f in check(text).findings] == ["FENCE-SIGNAL-TWICE"]
 
 
+FENCE = " {comm}-{tid} [00{cpu}] {flags} {ts}: dma_fence_{name}: driver=vgem timeline=unbound context={ctx} seqno=1\n"
+
+
+def fence_line(name: str, tid: int, ctx: int, ts: str, flags: str = ".....", comm: str = "app") -> str:
+    return FENCE.format(comm=comm, tid=tid, cpu=tid % 2, flags=flags, ts=ts, name=name, ctx=ctx)
+
+
+def test_a_fence_wait_is_written_at_its_end_without_timeout_or_return() -> None:
+    """dma_fence_wait_start/_end (the real 6.12 lines: traces/ftrace/ok/sync-waits-for-vgem-fence.ftrace)."""
+    text = HEADER + fence_line("init", 1, 1, "1.0") + fence_line("wait_start", 1, 1, "1.1") \
+        + fence_line("signaled", 2, 1, "1.2", "d..1.") + fence_line("wait_end", 1, 1, "1.3")
+    conv = read(text.encode())
+    got = [(n, e["op"], e["tid"], e["args"], e.get("ret")) for n, e in conv.events]
+    assert got == [(3, "dma_fence_init", 1, {"fence": "fence:1:1", "context": 1, "seqno": 1}, None),
+                   (5, "dma_fence_signal", 2, {"fence": "fence:1:1"}, None),
+                   (6, "dma_fence_wait_timeout", 1, {"fence": "fence:1:1"}, None)]
+    # the wait tracepoints show every wait: the ops are observed
+    assert not {"dma_fence_wait", "dma_fence_wait_timeout"} & conv.header.unobserved
+    assert conv.notes == [] or all("fence wait" not in n for n in conv.notes)
+
+
+def test_a_fence_wait_still_open_at_the_end_is_noted_not_written_nor_taken_as_a_hang() -> None:
+    text = HEADER + fence_line("init", 1, 1, "1.0") + fence_line("wait_start", 1, 1, "1.1")
+    conv = read(text.encode())
+    assert [e["op"] for _, e in conv.events] == ["dma_fence_init"]
+    assert any(n.startswith("1 fence wait(s) had not returned when the trace ended (dma_fence_wait_start at "
+                            "line(s) 4)") for n in conv.notes), conv.notes
+    assert "waiting" not in conv.header.source
+    # the fence is still unsignalled, which its own rule reports; nobody is taken as asleep for good
+    assert [f.rule for f in check(text).findings] == ["FENCE-NEVER-SIGNALLED"]
+
+
+def test_without_the_wait_tracepoints_fence_waits_are_unobserved() -> None:
+    """A trace that shows fence events but no wait line, and says nothing of how it was recorded, may have had
+    only some dma_fence events enabled: its waits are unobserved, kprobes or not."""
+    plain = HEADER + fence_line("init", 1, 1, "1.0") + fence_line("signaled", 1, 1, "1.1")
+    assert {"dma_fence_wait", "dma_fence_wait_timeout"} <= read(plain.encode()).header.unobserved
+    with_probes = HEADER + kp("dma_buf_put", "dmabuf=0xa") + fence_line("init", 1, 1, "1.0")
+    assert {"dma_fence_wait", "dma_fence_wait_timeout"} <= read(with_probes.encode()).header.unobserved
+    # ftrace-setup.sh enables the whole dma_fence group, its marker says it ran
+    marked = HEADER + " sh-1 [000] ..... 0.5: tracing_mark_write: dmaspec: kprobes=3 syscalls= sched=\n" + plain
+    assert not {"dma_fence_wait", "dma_fence_wait_timeout"} & read(marked.encode()).header.unobserved
+    # but before 4.10 the tracepoints did not exist
+    old = marked.replace("dmaspec: kprobes", "dmaspec: kernel=4.9.337\n sh-1 [000] ..... 0.6: "
+                                             "tracing_mark_write: dmaspec: kprobes")
+    assert {"dma_fence_wait", "dma_fence_wait_timeout"} <= read(old.encode()).header.unobserved
+
+
+def test_probes_on_dma_fence_wait_timeout_take_precedence_over_the_wait_tracepoints() -> None:
+    text = HEADER + fence_line("init", 1, 1, "1.0") \
+        + " app-1 [000] ...1. 1.05: w: (dma_fence_wait_timeout+0x4/0x90) fence=0xf1 intr=1 timeout=100\n" \
+        + fence_line("wait_start", 1, 1, "1.1") + fence_line("wait_end", 1, 1, "1.3")
+    conv = read(text.encode())
+    assert not [e for _, e in conv.events if e["op"] == "dma_fence_wait_timeout" and e["args"]["fence"] == "fence:1:1"]
+    assert conv.skipped["dma_fence_wait_end (the dma_fence_wait_timeout probes show the waits)"] == 1
+
+
+def test_interrupt_context_comes_from_the_flags_for_fence_events() -> None:
+    text = HEADER + fence_line("init", 1, 1, "1.0") + fence_line("signaled", 0, 1, "1.1", "d.h1.", "<idle>") \
+        + fence_line("init", 1, 2, "1.2") + fence_line("signaled", 1, 2, "1.3", "..s1.") \
+        + fence_line("init", 1, 3, "1.4") + fence_line("signaled", 1, 3, "1.5", "d..1.")
+    got = [(e["args"]["fence"], e.get("ctx")) for _, e in read(text.encode()).events if e["op"] == "dma_fence_signal"]
+    assert got == [("fence:1:1", "hardirq"), ("fence:2:1", "softirq"), ("fence:3:1", None)]
+
+
 def test_dma_buf_tracepoints_of_linux_7() -> None:
     p = " app-1 [000] ...1. 1.0: dma_buf_{}: exp_name=system size=4096 ino=77{}\n"
     text = (HEADER + p.format("export", "") + p.format("fd", " fd=5") + p.format("get", " fd=5")

@@ -52,6 +52,8 @@ thread's previous event                    previous event (events are written wh
 for a fence of the waiter's own timeline   the timeline's fences are ordered; waiting for an earlier
                                            one of them is how a timeline is used (a self-edge)
 ``dma_fence_wait_timeout`` timeout 0       a poll: ``dma_fence_default_wait`` returns at once
+``dma_fence_wait_timeout`` without its     it may have been a poll: the ``dma_fence_wait_end``
+timeout, returned before the signal        tracepoint records neither timeout nor return value
 for a fence the trace never initialised,   its timeline and whether it was already signalled are
 or one from before a ``lost_events`` gap   unknown: never guess
 a signal in interrupt context              the interrupted thread did not signal it
@@ -311,6 +313,9 @@ class FenceWaitGraph:
             return
         if rec.signal_line and rec.signal_line < thread.last_line:
             self.notes["waits for fences signalled before the wait began"] += 1
+            return
+        if not rec.signal_line and event.op == "dma_fence_wait_timeout" and event.args.get("timeout") is None:
+            self.notes["waits of unknown timeout that returned before the signal (a poll, or one that timed out)"] += 1
             return
         thread.waits.pop(rec.timeline, None)
         thread.waits[rec.timeline] = FenceOp(event.line, event.tid, event.op, fence, rec.timeline, rec.seqno)

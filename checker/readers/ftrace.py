@@ -12,7 +12,10 @@ What it reads, line by line:
   ``file``, ``cmd``, ``ret``; ``argN`` is the N-th parameter).  A return probe
   is paired with its call on the same thread;
 - the ``dma_buf:*`` tracepoints (Linux 7.0+, buffers named by inode) and the
-  ``dma_fence:*`` tracepoints (fences named by context and seqno);
+  ``dma_fence:*`` tracepoints (fences named by context and seqno): init,
+  signalled, destroy, and ``dma_fence_wait_end``, which becomes a
+  ``dma_fence_wait_timeout`` without its timeout or return value (the
+  tracepoint records neither);
 - ``function`` tracer lines (``func <-parent``), which only confirm nesting;
 - ``tracing_mark_write`` markers, and ``CPU:N [LOST M EVENTS]``, which
   becomes a gap;
@@ -70,6 +73,8 @@ EVENT = re.compile(r"(?P<name>[\w.:/-]+):\s*(?P<body>.*)$")  # trace-cmd pads th
 PROBE = re.compile(r"\((?:(?P<entry>[\w.]+)\+0x[0-9a-f]+/0x[0-9a-f]+|(?P<caller>[^)]*?) <- (?P<ret>[\w.]+))\)\s*")
 FIELD = re.compile(r'([\w.]+)[=:]("(?:[^"\\]|\\.)*"|\S+)')
 LOST = re.compile(r"\s*CPU:?\s*(?P<cpu>\d+)\s+\[LOST (?P<count>\d+) EVENTS\]")
+# The flags column's third character: 'h' a hardirq, 'H' a hardirq inside a softirq, 's' a softirq.
+IRQ_FLAG = {"h": "hardirq", "H": "hardirq", "s": "softirq"}
 KERNEL_MARK = re.compile(r"dmaspec: kernel=(?P<release>\S+)")
 # What userspace says of itself through trace_marker, which no tracer sees: an access to a dma-buf mapping
 # (``dmaspec: mmap_access addr=0x... access=write``), checked like the canonical format's mmap_access.
@@ -91,6 +96,8 @@ SYS_ARG = re.compile(r'(\w+): (?:0x)?([0-9a-fA-F]+)(?: "(?:[^"\\]|\\.)*"(?:\.\.\
 # it enabled.
 EVENTS_MARK = re.compile(r"dmaspec: (?:kprobes=(?P<kprobes>\d+) )?syscalls=(?P<sys>[\w,]*)"
                          r"(?: sched=(?P<sched>[\w,]*))?(?: sync_flags=(?P<sync_flags>[01]))?")
+FENCE_WAIT_IN_HEAD = re.compile(r": (?:dma_fence:)?dma_fence_wait_(?:start|end):")
+FENCE_WAIT_OPS = frozenset({"dma_fence_wait", "dma_fence_wait_timeout"})
 SYS_IN_HEAD = re.compile(r": (?:sys_(?P<name>\w+)(?:\(| -> )|(?:syscalls:)?sys_(?:enter|exit)_(?P<tp>\w+):)")
 
 
@@ -317,6 +324,7 @@ class Event:
     cpu: int
     ts: float | None
     real: int | None = None  # the process itself, when it shares another's fd table (clone with CLONE_FILES)
+    irq: str | None = None  # hardirq or softirq, from the flags column (its third character: h, H or s)
 
 
 @dataclass
@@ -464,17 +472,23 @@ class _Converter:
         self.files_of: dict[int, int] = {}  # process created with CLONE_FILES -> the process whose fds it shares
         self.undecided: dict[int, tuple[int, dict[str, Any], ProcTable]] = {}  # fork waiting for its child's tgid
         self.hidden_closes = 0  # fds and mappings the kernel released without a traced close or munmap
+        # -- fence waits (the dma_fence_wait_start/_end tracepoints), unless probes on the call show them
+        self.fence_waits_probed = "(dma_fence_wait_timeout+0x" in head
+        self.fence_waits: dict[int, tuple[int, str]] = {}  # per thread: its wait in progress (line, fence)
 
     # -- emitting --
 
     def emit(self, ev: Event, op: str, args: dict[str, Any], ret: int | str | None = None,
-             kind: str = "call", **private: Any) -> None:
-        """Write one canonical event.  ``private``: fields for ``checker.join`` (named without their ``_``),
-        written only when joining: ``why`` an event is inferred rather than seen, the ``buf`` of a file operation.
+             kind: str = "call", irq: bool = False, **private: Any) -> None:
+        """Write one canonical event.  ``irq``: write the interrupt context the flags show as its ``ctx``.
+        ``private``: fields for ``checker.join`` (named without their ``_``), written only when joining: ``why``
+        an event is inferred rather than seen, the ``buf`` of a file operation.
         """
         event: dict[str, Any] = {"op": op, "tid": ev.tid, "pid": ev.pid, "args": args}
         if kind != "call":
             event["kind"] = kind
+        if irq and ev.irq is not None:
+            event["ctx"] = ev.irq
         if ret is not None:
             event["ret"] = ret
         if ev.ts is not None:
@@ -537,7 +551,9 @@ class _Converter:
         tid = int(m["tid"])
         tgid = m["tgid"]
         pid = int(tgid) if tgid and tgid.isdigit() else self.thread_pid.get(tid, tid) if self.thread_pid else tid
-        ev = Event(n, m["comm"], tid, pid, int(m["cpu"]), float(m["ts"]))
+        flags = m["flags"]
+        irq = IRQ_FLAG.get(flags[2]) if flags else None
+        ev = Event(n, m["comm"], tid, pid, int(m["cpu"]), float(m["ts"]), irq=irq)
         if self.undecided and tid in self.undecided:
             self.decide(tid, "thread" if tgid and tgid.isdigit() and pid != tid else "process")
         if self.files_of and pid in self.files_of:
@@ -622,6 +638,7 @@ class _Converter:
         self.out.append((ev.line, event))
         self.stacks.clear()  # calls open across the gap cannot be paired
         self.last_entry.clear()
+        self.fence_waits.clear()  # a wait open across the gap may have returned in it
 
     # -- kprobes --
 
@@ -1204,6 +1221,9 @@ class _Converter:
     # -- tracepoints --
 
     def fence(self, ev: Event, name: str, fields: dict[str, str]) -> None:
+        """A ``dma_fence`` tracepoint.  Its events carry the interrupt context the flags show (``ctx``): a fence
+        signalled from an interrupt handler is the hardware's, not the interrupted thread's (the fence wait-for
+        graph), and a wait there sleeps in atomic context."""
         context, seqno = fields.get("context"), fields.get("seqno")
         if context is None or seqno is None or not context.isdigit() or not seqno.isdigit():
             self.skipped[f"dma_fence event without context and seqno ({name})"] += 1
@@ -1213,11 +1233,26 @@ class _Converter:
             return
         fence = f"fence:{context}:{seqno}"
         if name == "dma_fence_init":
-            self.emit(ev, "dma_fence_init", {"fence": fence, "context": int(context), "seqno": int(seqno)})
+            self.emit(ev, "dma_fence_init", {"fence": fence, "context": int(context), "seqno": int(seqno)}, irq=True)
         elif name == "dma_fence_signaled":
-            self.emit(ev, "dma_fence_signal", {"fence": fence})
+            self.emit(ev, "dma_fence_signal", {"fence": fence}, irq=True)
         elif name == "dma_fence_destroy":
-            self.emit(ev, "dma_fence_release", {"fence": fence})
+            self.emit(ev, "dma_fence_release", {"fence": fence}, irq=True)
+        elif name == "dma_fence_wait_start":
+            # dma_fence_wait_timeout traces the start and end of its sleep (drivers/dma-buf/dma-fence.c, 4.10+);
+            # the call is written at its end, as every call is at its return: the start only says what is open
+            if self.fence_waits_probed:
+                self.skipped["dma_fence_wait_start (the dma_fence_wait_timeout probes show the waits)"] += 1
+            else:
+                self.fence_waits[ev.tid] = (ev.line, fence)
+        elif name == "dma_fence_wait_end":
+            if self.fence_waits_probed:
+                self.skipped["dma_fence_wait_end (the dma_fence_wait_timeout probes show the waits)"] += 1
+                return
+            self.fence_waits.pop(ev.tid, None)
+            # neither the timeout nor the return value is traced: the wait is written without them, and the
+            # fence wait-for graph makes an edge of it only when the fence signalled before it returned
+            self.emit(ev, "dma_fence_wait_timeout", {"fence": fence}, irq=True)
         else:
             self.skipped[f"dma_fence event recorded for context only ({name})"] += 1
 
@@ -1257,6 +1292,12 @@ class _Converter:
         for call in calls.values():
             self.unreturned(call)
         self.decide_all()
+        if self.fence_waits:
+            lines = sorted(line for line, _ in self.fence_waits.values())
+            where = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
+            self.notes.append(f"{len(lines)} fence wait(s) had not returned when the trace ended (dma_fence_wait_start "
+                              f"at line(s) {where}): not written, since a call is written at its return, and not "
+                              "taken as asleep for good, since the recording may simply have stopped first")
         if self.syscalls and self.hidden_closes:
             self.notes.append(f"{self.hidden_closes} dma-buf fd(s) and mapping(s) were gone when the kernel released "
                               "their buffer without a traced close or munmap (close_range, or lost events): written "
@@ -1338,6 +1379,13 @@ def read(stream: IO[bytes], file: str, head: bytes, *, join: bool = False) -> Co
         unobserved.add("ioctl")
     if not conv.kprobes:
         unobserved |= TRACEPOINTS_UNOBSERVED
+    # Fence waits show as their probes, or as the dma_fence_wait_start/_end tracepoints (4.10+), which
+    # ftrace-setup.sh always enables with the dma_fence group (its events marker says it ran).
+    old_kernel = profile is not None and tuple(map(int, profile.split("."))) < (4, 10)
+    if conv.fence_waits_probed or (not old_kernel and (events_mark is not None or FENCE_WAIT_IN_HEAD.search(text))):
+        unobserved -= FENCE_WAIT_OPS
+    else:
+        unobserved |= FENCE_WAIT_OPS
     # callbacks are seen only as function-tracer lines without arguments
     unobserved |= {"vmap", "vunmap", "attach", "detach", "map_dma_buf", "unmap_dma_buf", "release",
                    "begin_cpu_access", "end_cpu_access", "pin", "unpin", "move_notify", "kmap", "kmap_atomic"}
