@@ -132,9 +132,10 @@ CASES = (
           "races/ok/kernel-cpu-write-then-device-read-program-order.jsonl",
           "races/ok/kernel-cpu-writes-under-mutex.jsonl", "races/ok/two-threads-sync-read-overlap.jsonl"), "races"),
     Case("predicted interleavings", R.PREDICT_REORDER,
-         ("predict/bad/put-races-unmap.jsonl", "predict/bad/detach-races-unmap.jsonl"),
+         ("predict/bad/put-races-unmap.jsonl", "predict/bad/detach-races-unmap.jsonl",
+          "predict/bad/close-races-dma-buf-fd.jsonl"),
          ("predict/ok/importer-holds-its-own-reference.jsonl", "predict/ok/put-after-fence.jsonl",
-          "predict/ok/detach-after-fence.jsonl"), "predict"),
+          "predict/ok/detach-after-fence.jsonl", "predict/ok/reference-taken-before-dma-buf-fd.jsonl"), "predict"),
 )
 
 

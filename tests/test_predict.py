@@ -47,6 +47,19 @@ def test_a_close_before_dma_buf_get_is_ruled_out_by_the_recorded_return() -> Non
     assert not any(p.rule == "REF-USE-AFTER-RELEASE" for p in r.predictions)
 
 
+@pytest.mark.parametrize("engine", ["explicit", "z3"])
+def test_close_racing_dma_buf_fd_names_the_recorded_events_of_its_schedule(engine: str) -> None:
+    """The export ioctl's late get_dma_buf (line 4) after another thread's close of the new fd (line 5): the
+    finding's objects name the recorded lines that made them, the close included, not the witness's lines."""
+    r = analyze(os.path.join(BAD, "close-races-dma-buf-fd.jsonl"), engine=engine)
+    assert [(p.rule, p.line) for p in r.predictions] == [("REF-USE-AFTER-RELEASE", 4)]
+    assert r.result is not None
+    [finding] = r.result.findings
+    [buffer] = finding.objects
+    assert (buffer.table, buffer.born, buffer.last) == ("buffer", 2, 5)
+    assert "run in the order 2, 3, 5, 4" in finding.detail
+
+
 def test_the_window_bounds_what_is_reordered() -> None:
     # two events at a time: only the adjacent detach (line 6) and put (line 7) can swap
     r = analyze(os.path.join(BAD, "put-races-unmap.jsonl"), window=2)

@@ -77,7 +77,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -246,6 +246,17 @@ class _Prefix:
         return sorted_rows([(t, k, v) for (t, k), v in picked.items()])  # type: ignore[misc]
 
 
+def _recorded_line(line: int, start: int, events: list[Event], order: list[int]) -> int:
+    """The recorded trace's line of a witness's ``line``: the witness is a header, the ``start`` events before
+    the window as recorded, then the window's events in the recorded lines ``order``.  0 (an object from
+    before the trace) stays 0."""
+    if line < 2:
+        return line
+    if line - 2 < start:
+        return events[line - 2].line
+    return order[line - 2 - start]
+
+
 def _witness(header: dict[str, Any], prefix: list[dict[str, Any]], cx: Counterexample) -> bytes:
     lines = [orjson.dumps(header)] + [orjson.dumps(e) for e in prefix] + [orjson.dumps(e) for e in cx.events]
     return b"\n".join(lines) + b"\n"
@@ -323,11 +334,14 @@ def analyze(path: str, *, window: int = WINDOW, fmt: str | None = None, out_dir:
                 out.unconfirmed += 1
                 continue
             out.found.add((cx.rule, span))
-            # the recorded line of the event that breaks the rule in the witness
-            k = hit[0].line - 2 - start  # index into the reordered window
-            who = cx.schedule[k]
-            nth = sum(1 for w in cx.schedule[:k] if w == who)
-            line = lines[[a.name for a in config.actors].index(who)][nth]
+            # the recorded line of each event of the reordered window, in the witness's order
+            names = [a.name for a in config.actors]
+            order = [lines[names.index(w)][sum(1 for x in cx.schedule[:n] if x == w)]
+                     for n, w in enumerate(cx.schedule)]
+            line = _recorded_line(hit[0].line, start, events, order)  # the event that breaks the rule
+            # the objects' lines are the witness's: name the recorded events instead
+            objects = tuple(replace(o, born=_recorded_line(o.born, start, events, order),
+                                    last=_recorded_line(o.last, start, events, order)) for o in hit[0].objects)
             key = (cx.rule, line)
             if key in seen:
                 continue
@@ -339,13 +353,11 @@ def analyze(path: str, *, window: int = WINDOW, fmt: str | None = None, out_dir:
                 with open(pred.path, "wb") as f:
                     f.write(witness)
             out.predictions.append(pred)
-            order = ", ".join(str(lines[[a.name for a in config.actors].index(w)][
-                sum(1 for x in cx.schedule[:n] if x == w)]) for n, w in enumerate(cx.schedule))
             detail = (f"predicted: {cx.rule} ({_RULES[cx.rule].message}) if the events of lines "
-                      f"{span[0]}-{span[1]} run in the order {order}\n"
+                      f"{span[0]}-{span[1]} run in the order {', '.join(map(str, order))}\n"
                       + (f"witness: {pred.path} (dmaspec check replays it to {cx.rule})" if pred.path else
                          "witness: write it with --predict-out DIR"))
-            result.judge(PREDICT_REORDER, line, hit[0].op, hit[0].tid, hit[0].objects, detail)
+            result.judge(PREDICT_REORDER, line, hit[0].op, hit[0].tid, objects, detail)
     result.findings.sort(key=lambda f: f.line)
     result.conversion_notes += notes(out)
     if out.inconclusive:
