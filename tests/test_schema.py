@@ -332,12 +332,22 @@ VALIDATOR = Draft202012Validator(SCHEMA)
 CORPORA = ("ok", "bad", "lockorder", "races", "predict", "fencewait")
 
 
-def trace_files() -> list[str]:
+CANONICAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".ndjson")
+
+
+def corpus_files(canonical: bool = True) -> list[str]:
+    """The corpora's traces in the canonical format, or (``canonical=False``) its recordings in another one (ftrace
+    text, strace), which the checker reads through their conversion."""
     out: list[str] = []
     for sub in CORPORA:
         for root, _dirs, files in os.walk(os.path.join(TRACES, sub)):
-            out += [os.path.join(root, f) for f in files if f.endswith(TRACE_SUFFIXES)]
+            out += [os.path.join(root, f) for f in files
+                    if f.endswith(TRACE_SUFFIXES) and f.endswith(CANONICAL_SUFFIXES) == canonical]
     return sorted(out)
+
+
+def trace_files() -> list[str]:
+    return corpus_files()
 
 
 def trace_lines(path: str) -> list[tuple[int, bytes]]:
@@ -410,6 +420,26 @@ def test_every_corpus_line_validates() -> None:
                 problems.append(f"{rel}:{n}: a header is only allowed as the first line")
             problems += [f"{rel}:{n}: {msg}" for msg in schema_errors(obj)]
     assert not problems, f"{len(problems)} problem(s) in {len(files)} traces:\n" + "\n".join(problems[:50])
+
+
+def test_every_recording_in_the_corpora_converts_to_lines_that_validate() -> None:
+    """The corpora's ftrace and strace recordings: their conversion, header and events, as ``dmaspec convert``
+    writes it."""
+    from checker.readers import convert, header_line
+
+    files = corpus_files(canonical=False)
+    assert files  # traces/fencewait holds ftrace text
+    problems: list[str] = []
+    for path in files:
+        rel = os.path.relpath(path, ROOT)
+        with open(path, "rb") as f:
+            conversion = convert(f, path)  # type: ignore[arg-type]
+            problems += [f"{rel}: header: {msg}" for msg in
+                         schema_errors(orjson.loads(header_line(conversion.header, conversion.format, path)))]
+            events = list(conversion.events)
+        assert events, rel
+        problems += [f"{rel}:{n}: {msg}" for n, obj in events for msg in schema_errors(obj)]
+    assert not problems, "\n".join(problems[:50])
 
 
 SAMPLE: dict[ParamType, Value] = {
