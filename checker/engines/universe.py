@@ -237,6 +237,17 @@ def _bitwise(op: ArithOp, a: AnyValue, b: AnyValue) -> AnyValue:
     return frozenset(out) if out else frozenset({TOP})
 
 
+def _run_callback(a: _Abstract, cb: str, st: Step, event: Event, prof: Profile) -> None:
+    """Run, in ``a``, the body of the callback ``cb`` that step ``st``'s call (``event``) invokes, with the arguments
+    of the call that the callback takes."""
+    cb_event = validate({"op": cb, "kind": EventKind.CALLBACK.value, "tid": event.tid, "pid": event.pid,
+                         "args": {k: v for k, v in st.args if k in {p.name for p in _callback(cb).params}}},
+                        "universe", 0)
+    cb_action, _ = select(cb_event, prof)
+    if cb_action is not None:
+        a.run(cb_action.body, _Env(cb_event, frozenset({None}), {}))
+
+
 def universe(config: Config, profile: Profile | None = None,
              rows: Iterable[tuple[str, Value, tuple[Value, ...]]] = (), *, bits: bool = False,
              depth: int | None = None) -> Universe:
@@ -285,12 +296,7 @@ def universe(config: Config, profile: Profile | None = None,
                 rets |= a.ev(outcome.value, env)
             env.rets = frozenset(rets)
             for cb, _cond in action.invokes:
-                cb_event = validate({"op": cb, "kind": EventKind.CALLBACK.value, "tid": event.tid, "pid": event.pid,
-                                     "args": {k: v for k, v in st.args
-                                              if k in {p.name for p in _callback(cb).params}}}, "universe", 0)
-                cb_action, _ = select(cb_event, prof)
-                if cb_action is not None:
-                    a.run(cb_action.body, _Env(cb_event, frozenset({None}), {}))
+                _run_callback(a, cb, st, event, prof)
             a.run(action.body, env)
     numeric = frozenset(k for k, vs in a.values.items() if TOP in vs)
     keys = {t: tuple(sorted(ks, key=repr)) for t, ks in a.keys.items()}
@@ -565,12 +571,7 @@ def footprints(config: Config, profile: Profile | None = None,
             if recorded:
                 break
             a.truths(cond, env)
-            cb_event = validate({"op": cb, "kind": EventKind.CALLBACK.value, "tid": event.tid, "pid": event.pid,
-                                 "args": {k: v for k, v in st.args
-                                          if k in {p.name for p in _callback(cb).params}}}, "footprint", 0)
-            cb_action, _ = select(cb_event, prof)
-            if cb_action is not None:
-                a.run(cb_action.body, _Env(cb_event, frozenset({None}), {}))
+            _run_callback(a, cb, st, event, prof)
         a.run(action.body, env)
 
     a.grew = True
