@@ -19,10 +19,10 @@ Usage::
     python bench/analysis.py --events 100000 --windows 6,12 --predict-engines z3
     python bench/analysis.py --quick               # 20k events, predict on 1,000 with windows 4 and 8
 
-The generated trace hands frames between a V4L2 capture thread and the application by queue ioctls it
-does not record, so the race analysis, which sees only recorded synchronisation, warns about those
-hand-offs by design: its row measures throughput, not a verdict.  Figures are for this machine only; they
-are printed, never asserted.
+The generated trace records the synchronisation at each hand-off of a frame between threads (the V4L2
+queues' locks, the compositor's fence waits), so every analysis should find nothing on it: a finding is a
+bug in the generator or in the analysis.  Figures are for this machine only; they are printed, never
+asserted.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ with dynamic attachments, pins and locked mappings, reservation fences, and
 kernel CPU access with begin/end_cpu_access and vmap -- with buffers created
 and released all the time, so the live set stays at a few hundred objects
 while the number of distinct handles grows with the length of the trace.
+Where a frame passes from one thread to another, the trace records what
+orders the hand-off in a real stack (the V4L2 queue locks videobuf2 runs the
+queue ioctls under, the compositor's wait for the client's fence), so the
+trace is also clean for ``--lock-order`` and ``--races``.
 
 For each size it prints: reading and decoding alone (msgspec, 1 MiB blocks,
 as the executor reads), the compiled executor end to end, the interpreter,
@@ -131,6 +135,10 @@ class World:
         self.stats = Stats()
         self.n_tid = 1400
         self.n_buf = self.n_att = self.n_sg = self.n_fence = self.n_vaddr = self.n_uaddr = self.n_priv = 0
+        self.n_lock = 0
+        # one queue lock per encoder device: v4l2-mem2mem drivers such as hantro hand every context of the
+        # device the same mutex as their queues' lock (m2m_ctx->q_lock = &vpu->vpu_mutex)
+        self.codec_locks = {dev: self.new_lock() for dev in CODEC_DEVS}
         self.seqno: dict[int, int] = {}
         self.n_ctx = 1 << 12
         # the compositor: one long-lived process all Wayland sessions share
@@ -171,6 +179,10 @@ class World:
     def new_priv(self) -> str:
         self.n_priv += 1
         return f"0xffff8885{self.n_priv * 0x400:08x}"
+
+    def new_lock(self) -> str:
+        self.n_lock += 1
+        return f"0xffff8889{self.n_lock * 0x200:08x}"
 
     def new_fence_context(self) -> int:
         self.n_ctx += 1
@@ -228,6 +240,21 @@ def _signal(f: str) -> str:
     return f'{{"op":"dma_fence_signal",{IRQ_WHO[ord(f[-3]) & 7]},"args":{{"fence":"{f}"}},"ret":0'
 
 
+def _mutex(who: str, lock: str, name: str, op: str = "mutex_lock") -> str:
+    return f'{{"op":"{op}",{who},"args":{{"lock":"{lock}","name":"{name}"}}'
+
+
+def _mutex_unlock(who: str, lock: str) -> str:
+    return f'{{"op":"mutex_unlock",{who},"args":{{"lock":"{lock}"}}'
+
+
+# The queue locks videobuf2 runs the queue ioctls under (video_ioctl2 takes vdev->queue->lock for
+# VIDIOC_QBUF/DQBUF), by lockdep class: uvcvideo's (uvc_queue_init: queue->queue.lock = &queue->mutex)
+# and hantro's (one mutex per device for every m2m context's queues).
+CAMERA_QUEUE_LOCK = "&queue->mutex"
+CODEC_QUEUE_LOCK = "&vpu->vpu_mutex"
+
+
 def _close(who: str, fd: int) -> str:
     return f'{{"op":"close","kind":"syscall",{who},"args":{{"fd":{fd}}},"ret":0'
 
@@ -241,8 +268,16 @@ def _exit(who: str) -> str:
     return f'{{"op":"exit_group","kind":"syscall",{who},"args":{{"status":0}}'
 
 
+CameraBuffer = tuple[str, int, str, str]  # buffer, fd, attachment, mmap address
+CameraFrame = tuple[str, int, str, str, str, str]  # ... and the queued frame's sg_table and fence
+
+
 def camera_session(w: World) -> Iterator[Item]:
-    """A capture app: V4L2 imports GPU-exported buffers, DMA from the sensor, the app reads frames via mmap."""
+    """A capture app: V4L2 imports GPU-exported buffers, DMA from the sensor, the app reads frames via mmap.
+
+    The streaming thread dequeues frames, the app's thread reads them and requeues the one it let go of;
+    both queue ioctls run under the capture queue's vb2 lock, which orders each hand-off.
+    """
     rng = w.rng
     pid, main = w.new_process()
     stream = w.new_tid()
@@ -251,9 +286,24 @@ def camera_session(w: World) -> Iterator[Item]:
     yield _clone(tmain, stream)
     fds = FdTable(7)
     fctx = w.new_fence_context()
+    qlock = w.new_lock()  # the capture queue's vb2 lock
     dev = rng.choice(CAMERA_DEVS)
     exporter = rng.choice(GPU_EXPORTERS)
     generations = rng.randint(4, 12)
+
+    def qbuf(t: str, buf: CameraBuffer, queued: deque[CameraFrame]) -> tuple[str, ...]:
+        # VIDIOC_QBUF(DMABUF): video_ioctl2 runs it under the vb2 queue's lock, and videobuf2's
+        # __prepare_dmabuf maps the attachment (map_dmabuf) before the driver gets the buffer
+        b, fd, a, addr = buf
+        sg = w.new_sg()
+        fence, seq = w.new_fence(fctx)
+        queued.append((b, fd, a, addr, sg, fence))
+        return (_mutex(t, qlock, CAMERA_QUEUE_LOCK),
+                f'{{"op":"dma_buf_map_attachment_unlocked",{t},"args":{{"attach":"{a}",'
+                f'"direction":"DMA_FROM_DEVICE"}},"ret":"{sg}"',
+                f'{{"op":"dma_fence_init",{t},"args":{{"fence":"{fence}","context":{fctx},"seqno":{seq}}}',
+                _mutex_unlock(t, qlock))
+
     for gen in range(generations):
         size = rng.choice(NV12_SIZES)
         nb = rng.choice((4, 4, 5, 6, 8))
@@ -271,26 +321,35 @@ def camera_session(w: World) -> Iterator[Item]:
                    f'"offset":0,"prot":{PROT_RW},"flags":{MAP_SHARED}}},"ret":"{addr}"')
             pool.append((b, fd, a, addr))
         frames = rng.randint(100, 400)
-        depth = min(nb - 1, 3)
-        queued: deque[tuple[str, int, str, str, str, str]] = deque()
+        queued: deque[CameraFrame] = deque()
         f = 0
-        while f < frames and not w.stopping or queued:
-            if f < frames and not w.stopping:
-                b, fd, a, addr = pool[f % nb]
-                sg = w.new_sg()
-                yield (f'{{"op":"dma_buf_map_attachment_unlocked",{tstream},"args":{{"attach":"{a}",'
-                       f'"direction":"DMA_FROM_DEVICE"}},"ret":"{sg}"')
-                fence, seq = w.new_fence(fctx)
-                yield f'{{"op":"dma_fence_init",{tstream},"args":{{"fence":"{fence}","context":{fctx},"seqno":{seq}}}'  # noqa: E501
-                queued.append((b, fd, a, addr, sg, fence))
-                f += 1
-                if len(queued) <= depth:
-                    continue
-            b, fd, a, addr, sg, fence = queued.popleft()  # the oldest frame completes: VIDIOC_DQBUF
+
+        # STREAMON: the streaming thread queues every buffer of the pool
+        while f < min(frames, nb) and not w.stopping:
+            yield qbuf(tstream, pool[f], queued)
+            f += 1
+        held: CameraBuffer | None = None
+        while queued:
+            b, fd, a, addr, sg, fence = queued.popleft()  # the oldest frame completes
             yield _signal(fence)
-            yield (f'{{"op":"dma_buf_unmap_attachment_unlocked",{tstream},"args":{{"attach":"{a}",'
-                   f'"sg_table":"{sg}","direction":"DMA_FROM_DEVICE"}}')
-            if rng.random() < 0.6:  # the app reads the frame on the CPU, bracketed by SYNC
+            # VIDIOC_DQBUF in the streaming thread, under the queue's lock: videobuf2's __vb2_dqbuf unmaps
+            # the frame's dma-buf (the vb2 of the kernels that map at QBUF and unmap at DQBUF)
+            yield (_mutex(tstream, qlock, CAMERA_QUEUE_LOCK),
+                   f'{{"op":"dma_buf_unmap_attachment_unlocked",{tstream},"args":{{"attach":"{a}",'
+                   f'"sg_table":"{sg}","direction":"DMA_FROM_DEVICE"}}',
+                   _mutex_unlock(tstream, qlock))
+            # The frame is pushed to the app's thread, which lets go of the frame it held: the buffer pool
+            # requeues a released buffer from the thread that releases it (GStreamer's v4l2 pool, FFmpeg's
+            # v4l2 input), so this VIDIOC_QBUF takes the queue's lock after the DQBUF above released it.  A
+            # frame that came with no requeue (the first after STREAMON, those after the last QBUF) is
+            # dropped unread: nothing the kernel does orders the app after its DQBUF.
+            requeued = False
+            if held is not None and f < frames and not w.stopping:
+                yield qbuf(tmain, held, queued)
+                f += 1
+                requeued = True
+            held = (b, fd, a, addr)
+            if requeued and rng.random() < 0.6:  # the app reads the frame on the CPU, bracketed by SYNC
                 if rng.random() < 0.02:
                     yield _sync(tmain, fd, SYNC_READ, -EINTR)  # interrupted: restarted with the same flags
                 yield _sync(tmain, fd, SYNC_READ)
@@ -360,7 +419,10 @@ def wayland_session(w: World) -> Iterator[Item]:
                    f'{{"op":"dma_resv_add_fence",{trender},"args":{{"obj":"{b}","fence":"{fence}","usage":"write"}}',  # noqa: E501
                    _unlock(trender, b))
             yield _signal(fence)
-            # the compositor samples the buffer for its next frame
+            # the compositor samples the buffer for its next frame once the client's rendering is done:
+            # implicit sync, the atomic commit waits for the write fence the buffer's reservation object
+            # holds (drm_gem_plane_helper_prepare_fb, drm_atomic_helper_wait_for_fences)
+            yield f'{{"op":"dma_fence_wait",{tk},"args":{{"fence":"{fence}","intr":0}},"ret":0'
             sg = w.new_sg()
             yield (_lock(tk, b),
                    f'{{"op":"dma_buf_map_attachment",{tk},"args":{{"attach":"{a}","direction":"DMA_BIDIRECTIONAL"}},"ret":"{sg}"',  # noqa: E501
@@ -407,6 +469,7 @@ def encoder_session(w: World) -> Iterator[Item]:
     fds = FdTable(4)
     ectx = w.new_fence_context()
     dev = rng.choice(CODEC_DEVS)
+    qlock = w.codec_locks[dev]
     exporter = rng.choice(GPU_EXPORTERS)
     generations = rng.randint(3, 10)
     for _ in range(generations):
@@ -430,10 +493,22 @@ def encoder_session(w: World) -> Iterator[Item]:
             if w.stopping:
                 break
             b, fd, a, addr, vaddr = pool[f % nb]
+            # The frames cross a V4L2 mem2mem encoder: the app queues raw frames on its OUTPUT queue, the
+            # encoder thread (the encoder element's task) queues and dequeues bitstream buffers on its
+            # CAPTURE queue.  Both queues of an m2m context run their ioctls under one lock (m2m_ctx->q_lock,
+            # hantro's per-device vpu_mutex), so each hand-off is ordered by that lock.  Before refilling a
+            # buffer the app gets it back with VIDIOC_DQBUF(OUTPUT), which returns it only once the job that
+            # read it is done and its bitstream dequeued (below).
+            if f >= nb:
+                yield (_mutex(tmain, qlock, CODEC_QUEUE_LOCK), _mutex_unlock(tmain, qlock))
             # the app writes the raw frame
             yield _sync(tmain, fd, SYNC_WRITE)
             yield f'{{"op":"mmap_access","kind":"annotation",{tmain},"args":{{"addr":"{addr}","access":"write"}}'  # noqa: E501
             yield _sync(tmain, fd, SYNC_END | SYNC_WRITE)
+            # VIDIOC_QBUF(OUTPUT) of the filled frame; then the encoder thread's VIDIOC_QBUF(CAPTURE) of an
+            # empty bitstream buffer, which schedules the job (v4l2_m2m_try_schedule) on that frame
+            yield (_mutex(tmain, qlock, CODEC_QUEUE_LOCK), _mutex_unlock(tmain, qlock))
+            yield (_mutex(tenc, qlock, CODEC_QUEUE_LOCK), _mutex_unlock(tenc, qlock))
             if rng.random() < 0.1:  # the driver stamps a timestamp overlay with the CPU
                 yield (f'{{"op":"dma_buf_begin_cpu_access",{tenc},"args":{{"dmabuf":"{b}",'
                        f'"direction":"DMA_BIDIRECTIONAL"}},"ret":0')
@@ -458,6 +533,9 @@ def encoder_session(w: World) -> Iterator[Item]:
             yield (_lock(tenc, b),
                    f'{{"op":"dma_buf_unmap_attachment",{tenc},"args":{{"attach":"{a}","sg_table":"{sg}","direction":"DMA_TO_DEVICE"}}',  # noqa: E501
                    _unlock(tenc, b))
+            # the job is done (v4l2_m2m_buf_done on both buffers): the encoder thread's VIDIOC_DQBUF(CAPTURE)
+            # of the bitstream, under the context's lock, before the app's VIDIOC_DQBUF(OUTPUT) of the frame
+            yield (_mutex(tenc, qlock, CODEC_QUEUE_LOCK), _mutex_unlock(tenc, qlock))
         for b, fd, a, addr, _ in pool:
             yield f'{{"op":"dma_buf_detach",{tenc},"args":{{"dmabuf":"{b}","attach":"{a}"}}'
             yield f'{{"op":"dma_buf_put",{tenc},"args":{{"dmabuf":"{b}"}}'
