@@ -550,8 +550,7 @@ action("dma_fence_init", CALL, (p("fence"), p("context", I), p("seqno", I)),
         Update("fence_context", CTXK, "last_seqno", Arg("seqno")),
         Create("fence", FN, (("context", CTXK), ("seqno", Arg("seqno"))))],
        since=(3, 17), source=src("dma_fence_init", R.FENCE_C))
-for name in ("dma_fence_signal", "dma_fence_signal_locked", "dma_fence_signal_timestamp",
-             "dma_fence_signal_timestamp_locked"):
+for name in K.FENCE_SIGNALS:
     action(name, CALL, (p("fence"), p("timestamp", I, True)),
            [If(Not(Exists("fence", FN)), (Adopt("fence", FN, ()),)),
             Require(R.FENCE_SIGNAL_TWICE, Not(Get("fence", FN, "signaled")), (obj("fence", FN),), abort=True),
@@ -565,7 +564,7 @@ action("dma_fence_release", CALL, (p("fence"),),
        [If(Exists("fence", FN), (Update("fence", FN, "live", Const(False)),))],
        since=(3, 17), source=src("dma_fence_release", R.FENCE_C),
        doc="The last reference to a fence is gone; its address may be reused by a new fence.")
-for name in ("dma_fence_wait", "dma_fence_wait_timeout"):
+for name in K.FENCE_WAITS:
     action(name, CALL, (p("fence"), p("intr", I, True), p("timeout", I, True)), [], returns=Returns.INT,
            since=(3, 17), sleeps=True, source=src(name, R.FENCE_C),
            waits=all_of(Exists("fence", FN), live("fence", FN), Not(Get("fence", FN, "signaled"))))

@@ -100,6 +100,12 @@ MAX_ERRNO = 4095
 CONTEXTS = ("task", "softirq", "hardirq", "atomic")
 ATOMIC_CONTEXTS = frozenset({"softirq", "hardirq", "atomic"})
 
+# The calls that signal a fence, and those that wait for one (dma_fence_wait is an inline over
+# dma_fence_wait_timeout): the spec's actions, and what the analyses and readers look for.
+FENCE_SIGNALS = ("dma_fence_signal", "dma_fence_signal_locked", "dma_fence_signal_timestamp",
+                 "dma_fence_signal_timestamp_locked")
+FENCE_WAITS = ("dma_fence_wait", "dma_fence_wait_timeout")
+
 
 def is_err_ptr(handle: str) -> bool:
     """Whether a handle string spells an ``ERR_PTR()`` (e.g. ``0xfffffffffffffff0``).

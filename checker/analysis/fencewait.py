@@ -111,6 +111,7 @@ from checker.analysis.common import distinct_cycles, int_value, name_of, read_ev
 from checker.core import Finding, ObjectState, Result
 from checker.sleeping import waiting_calls
 from checker.trace import Event, Header
+from spec import kernel as K
 from spec import rules as R
 from spec.lang import Value
 
@@ -119,9 +120,8 @@ from spec.lang import Value
 FENCE_WAIT_CYCLE = R.FENCE_WAIT_CYCLE
 FENCE_WAIT_DEADLOCK = R.FENCE_WAIT_DEADLOCK
 
-SIGNALS = frozenset({"dma_fence_signal", "dma_fence_signal_locked", "dma_fence_signal_timestamp",
-                     "dma_fence_signal_timestamp_locked"})
-WAITS = frozenset({"dma_fence_wait", "dma_fence_wait_timeout"})
+SIGNALS = frozenset(K.FENCE_SIGNALS)
+WAITS = frozenset(K.FENCE_WAITS)
 IRQ_CONTEXTS = frozenset({"hardirq", "softirq"})  # the event's ctx: the interrupted thread is not the signaller
 
 WITNESSES_PER_EDGE = 4  # the first, and up to 3 from other threads

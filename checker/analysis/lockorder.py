@@ -109,7 +109,7 @@ RESV_LOCKS = frozenset({"dma_resv_lock", "dma_resv_lock_interruptible", "dma_res
 MUTEX_LOCKS = frozenset({"mutex_lock", "mutex_lock_interruptible"})
 MMAP_LOCKS = {"mmap_read_lock": False, "mmap_write_lock": True}  # op -> exclusive
 MMAP_UNLOCKS = frozenset({"mmap_read_unlock", "mmap_write_unlock"})
-FENCE_WAITS = frozenset({"dma_fence_wait", "dma_fence_wait_timeout"})
+FENCE_WAITS = frozenset(K.FENCE_WAITS)
 
 WITNESSES_PER_EDGE = 4  # the first, and up to 3 that differ in (thread, gates, ww)
 MAX_CYCLE_LENGTH = 8  # longer cycles are not searched (lockdep's chains are rarely longer than 4)

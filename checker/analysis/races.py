@@ -104,8 +104,7 @@ READ, WRITE = 1, 2
 MAPS = frozenset({"dma_buf_map_attachment", "dma_buf_map_attachment_unlocked"})
 UNMAPS = frozenset({"dma_buf_unmap_attachment", "dma_buf_unmap_attachment_unlocked"})
 ATTACHES = frozenset({"dma_buf_attach", "dma_buf_dynamic_attach"})
-SIGNALS = frozenset({"dma_fence_signal", "dma_fence_signal_locked", "dma_fence_signal_timestamp",
-                     "dma_fence_signal_timestamp_locked"})
+SIGNALS = frozenset(K.FENCE_SIGNALS)
 RESV_LOCKS = frozenset({"dma_resv_lock", "dma_resv_lock_interruptible", "dma_resv_lock_slow",
                         "dma_resv_lock_slow_interruptible"})
 MUTEX_LOCKS = frozenset({"mutex_lock", "mutex_lock_interruptible"})
@@ -114,10 +113,10 @@ CLONE_THREAD = 0x10000
 EBADF = 9
 
 # What the analysis reads: a trace that cannot see one of these cannot prove a race.
-OPS_READ = MAPS | UNMAPS | ATTACHES | SIGNALS | RESV_LOCKS | MUTEX_LOCKS | FORKS | frozenset({
-    "dma_buf_begin_cpu_access", "dma_buf_end_cpu_access", "dma_fence_wait", "dma_fence_wait_timeout",
-    "dma_resv_trylock", "dma_resv_unlock", "mutex_trylock", "mutex_unlock", "dma_buf_fd", "dup", "dup2", "dup3",
-    "fcntl", "fd_received", "ioctl", "close"})
+OPS_READ = (MAPS | UNMAPS | ATTACHES | SIGNALS | frozenset(K.FENCE_WAITS) | RESV_LOCKS | MUTEX_LOCKS | FORKS
+            | frozenset({"dma_buf_begin_cpu_access", "dma_buf_end_cpu_access", "dma_resv_trylock", "dma_resv_unlock",
+                         "mutex_trylock", "mutex_unlock", "dma_buf_fd", "dup", "dup2", "dup3", "fcntl", "fd_received",
+                         "ioctl", "close"}))
 
 DIRECTION_NAMES = {v: k for k, v in K.DIRECTIONS.items()}
 # enum dma_data_direction -> what the device does, what the CPU does (begin_cpu_access's direction)
@@ -266,7 +265,7 @@ class RaceAnalysis:
         elif op in SIGNALS and not failed:
             fence = name_of(args.get("fence"))
             self._fences[fence] = _join(self._fences.get(fence, {}), self._release(event.tid))
-        elif op in ("dma_fence_wait", "dma_fence_wait_timeout"):
+        elif op in K.FENCE_WAITS:
             ok = ret is None or ret > 0 or (ret == 0 and op == "dma_fence_wait")
             signalled = self._fences.get(name_of(args.get("fence")))
             if ok and signalled is not None:

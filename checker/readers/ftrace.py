@@ -97,7 +97,6 @@ SYS_ARG = re.compile(r'(\w+): (?:0x)?([0-9a-fA-F]+)(?: "(?:[^"\\]|\\.)*"(?:\.\.\
 EVENTS_MARK = re.compile(r"dmaspec: (?:kprobes=(?P<kprobes>\d+) )?syscalls=(?P<sys>[\w,]*)"
                          r"(?: sched=(?P<sched>[\w,]*))?(?: sync_flags=(?P<sync_flags>[01]))?")
 FENCE_WAIT_IN_HEAD = re.compile(r": (?:dma_fence:)?dma_fence_wait_(?:start|end):")
-FENCE_WAIT_OPS = frozenset({"dma_fence_wait", "dma_fence_wait_timeout"})
 SYS_IN_HEAD = re.compile(r": (?:sys_(?P<name>\w+)(?:\(| -> )|(?:syscalls:)?sys_(?:enter|exit)_(?P<tp>\w+):)")
 
 
@@ -1383,9 +1382,9 @@ def read(stream: IO[bytes], file: str, head: bytes, *, join: bool = False) -> Co
     # ftrace-setup.sh always enables with the dma_fence group (its events marker says it ran).
     old_kernel = profile is not None and tuple(map(int, profile.split("."))) < (4, 10)
     if conv.fence_waits_probed or (not old_kernel and (events_mark is not None or FENCE_WAIT_IN_HEAD.search(text))):
-        unobserved -= FENCE_WAIT_OPS
+        unobserved -= set(K.FENCE_WAITS)
     else:
-        unobserved |= FENCE_WAIT_OPS
+        unobserved |= set(K.FENCE_WAITS)
     # callbacks are seen only as function-tracer lines without arguments
     unobserved |= {"vmap", "vunmap", "attach", "detach", "map_dma_buf", "unmap_dma_buf", "release",
                    "begin_cpu_access", "end_cpu_access", "pin", "unpin", "move_notify", "kmap", "kmap_atomic"}
