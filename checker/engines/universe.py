@@ -237,6 +237,17 @@ def _bitwise(op: ArithOp, a: AnyValue, b: AnyValue) -> AnyValue:
     return frozenset(out) if out else frozenset({TOP})
 
 
+def _calls(config: Config, model: Model) -> list[tuple[int, int, Step, Event, Action | None]]:
+    """Every step of ``model``'s programs: (actor, pc, step, the event it makes, the action that selects)."""
+    out = []
+    for i, pc, st in model.steps():
+        actor = config.actors[i]
+        event = validate(st.event(actor.tid, actor.pid, st.ret), "universe", 0)
+        action, _ = select(event, model.profile)
+        out.append((i, pc, st, event, action))
+    return out
+
+
 def _run_callback(a: _Abstract, cb: str, st: Step, event: Event, prof: Profile) -> None:
     """Run, in ``a``, the body of the callback ``cb`` that step ``st``'s call (``event``) invokes, with the arguments
     of the call that the callback takes."""
@@ -276,12 +287,7 @@ def universe(config: Config, profile: Profile | None = None,
         a.keys[table].add(key)
         for f, v in zip(_FIELDS[table], row, strict=True):
             a.values[(table, f)].add(v)
-    calls = []
-    for i, pc, st in model.steps():
-        actor = config.actors[i]
-        event = validate(st.event(actor.tid, actor.pid, st.ret), "universe", 0)
-        action, _ = select(event, prof)
-        calls.append((i, pc, st, event, action))
+    calls = _calls(config, model)
     a.grew = True
     rounds = 0
     while a.grew and (depth is None or rounds < depth):
@@ -548,12 +554,7 @@ def footprints(config: Config, profile: Profile | None = None,
     model = Model(config, profile)
     prof = model.profile
     a = _Footprint(u, rows)
-    calls = []
-    for i, pc, st in model.steps():
-        actor = config.actors[i]
-        event = validate(st.event(actor.tid, actor.pid, st.ret), "footprint", 0)
-        action, _ = select(event, prof)
-        calls.append((i, pc, st, event, action))
+    calls = _calls(config, model)
 
     def visit(st: Step, event: Event, action: Action) -> None:
         env = _Env(event, frozenset({st.ret}), {})
