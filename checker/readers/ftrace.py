@@ -1237,17 +1237,13 @@ class _Converter:
             self.emit(ev, "dma_fence_signal", {"fence": fence}, irq=True)
         elif name == "dma_fence_destroy":
             self.emit(ev, "dma_fence_release", {"fence": fence}, irq=True)
+        elif name in ("dma_fence_wait_start", "dma_fence_wait_end") and self.fence_waits_probed:
+            self.skipped[f"{name} (the dma_fence_wait_timeout probes show the waits)"] += 1
         elif name == "dma_fence_wait_start":
             # dma_fence_wait_timeout traces the start and end of its sleep (drivers/dma-buf/dma-fence.c, 4.10+);
             # the call is written at its end, as every call is at its return: the start only says what is open
-            if self.fence_waits_probed:
-                self.skipped["dma_fence_wait_start (the dma_fence_wait_timeout probes show the waits)"] += 1
-            else:
-                self.fence_waits[ev.tid] = (ev.line, fence)
+            self.fence_waits[ev.tid] = (ev.line, fence)
         elif name == "dma_fence_wait_end":
-            if self.fence_waits_probed:
-                self.skipped["dma_fence_wait_end (the dma_fence_wait_timeout probes show the waits)"] += 1
-                return
             self.fence_waits.pop(ev.tid, None)
             # neither the timeout nor the return value is traced: the wait is written without them, and the
             # fence wait-for graph makes an edge of it only when the fence signalled before it returned
